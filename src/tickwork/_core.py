@@ -1,0 +1,568 @@
+"""The planning core: what runs when. Pure: no clock, no I/O, no locks, no threads.
+
+Theory of operation
+-------------------
+Every task is an ``Entry`` with at most one pending nominal occurrence (``next_nominal``)
+and the instant it becomes due (``next_due`` = nominal + jitter). Two heaps drive it:
+
+* the *timer heap* orders future instants: occurrences coming due, retries, attempt
+  deadlines. Items carry a token; changing an entry bumps its token, so stale items are
+  skipped when popped instead of being searched for (O(log n) everywhere).
+* the *ready heap* orders work that is due, by (priority desc, nominal time, add order).
+  ``collect(now, free)`` moves due timers to the ready heap and starts at most ``free``
+  runs from it, so priority decides only when workers are scarce (API 4.4).
+
+An occurrence that cannot start (``max_instances`` reached, dependencies not done) is
+*parked*, holding no heap slot, and re-queued by ``release`` of the run that blocked it.
+When it finally starts, everything it fell behind is resolved by ``_catch_up``: all
+occurrences up to now collapse into one run, or those later than ``misfire_grace`` are
+recorded missed (API 4.6). The same path handles downtime after a restart, saturation
+and parking, so there is one misfire rule, not three.
+
+An execution is a ``Run``: attempts 1..n share it. ``attempt_finished`` decides between a
+retry (a timer) and the end; ``release`` (called once the outcome is durable) frees the
+instance, plans a fixed-delay task's next occurrence and wakes dependents, so that a
+task's next execution never starts before the previous one's bookkeeping is written.
+
+Times are POSIX seconds (floats); datetimes live at the API boundary.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._model import RetryPolicy, RunStatus
+from ._timing import Timing
+
+_DUE, _MANUAL, _RETRY, _DEADLINE = 0, 1, 2, 3
+# A task down for a year with a 1-second schedule must not produce 31 million records:
+# the first MAX_MISSED occurrences are recorded one by one, the rest in one summary record.
+MAX_MISSED = 100
+_COUNT_CAP = 100_000
+
+_FAILED_EXEC = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.CANCELLED})
+
+
+@dataclass(slots=True, eq=False)
+class Entry:
+    """The planner's view of one task."""
+
+    task_id: str
+    seq: int
+    timing: Timing
+    priority: int = 50
+    retry: RetryPolicy | None = None
+    timeout: float | None = None
+    max_instances: int = 1
+    grace: float | None = None
+    jitter: float = 0.0
+    deps: tuple[str, ...] = ()
+    enabled: bool = True
+    runnable: bool = True
+    removed: bool = False
+    finished: bool = False
+    next_nominal: float | None = None
+    next_due: float | None = None
+    token: int = 0
+    parked: bool = False
+    unblocked_at: float | None = None
+    running: int = 0
+    manual: deque[float] = field(default_factory=deque)
+    manual_parked: bool = False
+    last_run: float | None = None
+    run_count: int = 0
+    error_count: int = 0
+    last_error: str | None = None
+    last_status: RunStatus | None = None
+    last_exec_status: RunStatus | None = None
+
+
+@dataclass(slots=True, eq=False)
+class Run:
+    """One execution: the first attempt and its retries."""
+
+    run_id: str
+    entry: Entry
+    scheduled_for: float
+    manual: bool = False
+    attempt: int = 0
+    token: int = 0
+    active: bool = False
+    done: bool = False
+    started_at: float = 0.0
+    attempt_started: float = 0.0
+    deadline: float | None = None
+    finished_at: float | None = None
+    last_error: str | None = None
+    timed_out: bool = False
+    status: RunStatus = RunStatus.RUNNING
+    ctx: Any = None
+    retry_at: float | None = None
+    result: Any = None
+    handler: Any = None
+    future: Any = None
+
+
+@dataclass(slots=True, frozen=True)
+class Start:
+    run: Run
+
+
+@dataclass(slots=True, frozen=True)
+class Timeout:
+    run: Run
+
+
+@dataclass(slots=True, frozen=True)
+class Occurrence:
+    """A skipped or missed occurrence, to be recorded."""
+
+    entry: Entry
+    scheduled_for: float
+    status: RunStatus
+    reason: str
+
+
+@dataclass(slots=True, frozen=True)
+class Retrying:
+    run: Run
+    at: float
+
+
+@dataclass(slots=True, frozen=True)
+class Done:
+    run: Run
+
+
+Decision = Start | Timeout | Occurrence
+Outcome = Retrying | Done
+
+
+class Planner:
+    """All scheduling decisions. Every method takes ``now``; none reads a clock."""
+
+    def __init__(
+        self,
+        *,
+        default_retry: RetryPolicy | None = None,
+        rng: random.Random | None = None,
+        new_run_id: Callable[[], str] | None = None,
+    ) -> None:
+        self.entries: dict[str, Entry] = {}
+        self.runs: dict[str, Run] = {}
+        self.default_retry = default_retry or RetryPolicy()
+        self.dependents: dict[str, set[str]] = {}
+        self._timers: list[tuple[float, int, int, Any, int]] = []
+        self._ready: list[tuple[int, float, int, int, int, Any, int]] = []
+        self._seq = itertools.count()
+        self._tie = itertools.count()
+        self._rng = rng or random.Random()
+        self._new_run_id = new_run_id or _counter_ids()
+        # Set when work was queued earlier than the runner's current wake-up time.
+        self.wake_needed = False
+        self.armed_until: float | None = None
+        self.enabled_count = 0
+        self.running_tasks = 0
+
+    # ----- task table ---------------------------------------------------------------
+    def add(self, entry: Entry, now: float, *, next_nominal: float | None = None,
+            fresh: bool = True) -> None:
+        """Insert an entry; plan its first occurrence from ``now`` (or keep a stored one)."""
+        entry.seq = next(self._seq)
+        self.entries[entry.task_id] = entry
+        for d in entry.deps:
+            self.dependents.setdefault(d, set()).add(entry.task_id)
+        if entry.enabled:
+            self.enabled_count += 1
+        if fresh:
+            next_nominal = entry.timing.first(now) if entry.enabled else None
+        entry.next_nominal = next_nominal
+        self._arm(entry)
+
+    def remove(self, task_id: str, now: float) -> list[Done]:
+        e = self.entries.pop(task_id)
+        e.removed = True
+        e.token += 1
+        if e.enabled:
+            self.enabled_count -= 1
+        for d in e.deps:
+            self.dependents.get(d, set()).discard(task_id)
+        self.dependents.pop(task_id, None)
+        return self._end_waiting_retries(e, now)
+
+    def set_enabled(self, task_id: str, enabled: bool, now: float) -> list[Done]:
+        e = self.entries[task_id]
+        if e.enabled == enabled:
+            return []
+        e.enabled = enabled
+        e.token += 1
+        e.parked = e.manual_parked = False
+        if enabled:
+            self.enabled_count += 1
+            e.finished = False
+            e.next_nominal = e.timing.first(now)
+            self._arm(e)
+            return []
+        self.enabled_count -= 1
+        e.next_nominal = e.next_due = None
+        e.manual.clear()
+        return self._end_waiting_retries(e, now)
+
+    def replace(self, old: Entry, new: Entry, now: float, *, replan: bool) -> None:
+        """Swap in an updated definition, keeping runtime state and running executions."""
+        new.seq, new.running = old.seq, old.running
+        new.last_run, new.run_count, new.error_count = old.last_run, old.run_count, old.error_count
+        new.last_error, new.last_status = old.last_error, old.last_status
+        new.last_exec_status, new.manual, new.finished = (
+            old.last_exec_status, old.manual, old.finished)
+        new.token = old.token + 1
+        old.token += 1
+        for d in old.deps:
+            self.dependents.get(d, set()).discard(old.task_id)
+        for d in new.deps:
+            self.dependents.setdefault(d, set()).add(new.task_id)
+        self.entries[new.task_id] = new
+        self.enabled_count += int(new.enabled) - int(old.enabled)
+        for r in self.runs.values():
+            if r.entry is old:
+                r.entry = new
+        if not new.enabled:
+            new.next_nominal = None
+        elif replan or not old.enabled:
+            new.next_nominal = new.timing.first(now)
+        else:
+            new.next_nominal = old.next_nominal
+        self._arm(new)
+        if new.manual:
+            self._push_ready(new, _MANUAL, new.manual[0])
+
+    def set_runnable(self, task_id: str, runnable: bool) -> None:
+        """Orphans (no handler) are kept but never queued; a registered handler re-arms them."""
+        e = self.entries[task_id]
+        if e.runnable == runnable:
+            return
+        e.runnable = runnable
+        e.token += 1
+        self._arm(e)
+
+    def run_now(self, task_id: str, now: float) -> None:
+        e = self.entries[task_id]
+        e.manual.append(now)
+        if len(e.manual) == 1 and not e.manual_parked:
+            self._push_ready(e, _MANUAL, now)
+
+    # ----- time ---------------------------------------------------------------------
+    def next_wakeup(self) -> float | None:
+        """The earliest instant at which ``collect`` may have something to do."""
+        t = self._timers
+        while t and not self._live(t[0]):
+            heapq.heappop(t)
+        return t[0][0] if t else None
+
+    def has_ready(self) -> bool:
+        return bool(self._ready)
+
+    def collect(self, now: float, free: int) -> list[Decision]:
+        """Due work at ``now``: runs to start (at most ``free``), timeouts, skips, misses."""
+        out: list[Decision] = []
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, _, kind, obj, tok = heapq.heappop(timers)
+            if kind == _DUE:
+                if tok == obj.token:
+                    self._push_ready(obj, _DUE, obj.next_nominal)
+            elif kind == _RETRY:
+                if tok == obj.token and not obj.done:
+                    self._push_ready(obj.entry, _RETRY, obj.scheduled_for, obj)
+            elif tok == obj.token and obj.active:  # _DEADLINE
+                out.append(Timeout(obj))
+        ready = self._ready
+        while free > 0 and ready:
+            _, _, _, _, kind, obj, tok = heapq.heappop(ready)
+            if kind == _RETRY:
+                run: Run = obj
+                if tok != run.token or run.done:
+                    continue
+                if run.entry.removed or not run.entry.enabled:
+                    continue  # ended by remove/disable already
+                self._start_attempt(run, now)
+                out.append(Start(run))
+                free -= 1
+            elif kind == _MANUAL:
+                e = obj
+                if e.removed or not e.manual or not e.runnable:
+                    continue
+                if e.running >= e.max_instances:
+                    e.manual_parked = True
+                    continue
+                requested = e.manual.popleft()
+                run = self._new_run(e, requested, now, manual=True)
+                out.append(Start(run))
+                free -= 1
+                if e.manual:
+                    self._push_ready(e, _MANUAL, e.manual[0])
+            elif tok == obj.token:
+                started = self._due(obj, now, out)
+                free -= started
+        self.wake_needed = False
+        return out
+
+    # ----- outcomes -----------------------------------------------------------------
+    def attempt_finished(
+        self, run: Run, token: int, now: float, *, error: str | None,
+        timed_out: bool = False, stopping: bool = False,
+    ) -> Outcome | None:
+        """Record an attempt's end; None when the attempt is stale (already timed out)."""
+        if token != run.token or not run.active:
+            return None
+        run.active = False
+        if error is None:
+            return self._finish(run, RunStatus.SUCCEEDED, now)
+        run.last_error = error
+        run.timed_out = timed_out
+        e = run.entry
+        policy = e.retry or self.default_retry
+        if not stopping and e.enabled and not e.removed and run.attempt <= policy.max_retries:
+            at = now + policy.delay_for(run.attempt, self._rng.random())
+            run.retry_at = at
+            self._push_timer(at, _RETRY, run, run.token)
+            return Retrying(run, at)
+        return self._finish(run, RunStatus.TIMED_OUT if timed_out else RunStatus.FAILED, now)
+
+    def cancel(self, run: Run, now: float, reason: str) -> Done:
+        """End an execution as cancelled (stop() timed out while it ran)."""
+        run.active = False
+        run.token += 1
+        run.last_error = reason
+        return self._finish(run, RunStatus.CANCELLED, now)
+
+    def end_waiting_retries(self, now: float) -> list[Done]:
+        """On stop: executions waiting for a retry end with their last failure."""
+        out: list[Done] = []
+        for e in list(self.entries.values()):
+            out.extend(self._end_waiting_retries(e, now))
+        return out
+
+    def release(self, run: Run, now: float) -> None:
+        """The run's outcome is durable: free the instance and wake what waited on it."""
+        self.runs.pop(run.run_id, None)
+        e = run.entry
+        e.running -= 1
+        if e.running == 0:
+            self.running_tasks -= 1
+        if e.removed:
+            return
+        if e.timing.fixed_delay and not run.manual and e.enabled and e.next_nominal is None:
+            e.next_nominal = e.timing.after_finish(run.finished_at or now)
+            self._arm(e)
+        if e.parked:
+            e.parked = False
+            self._push_ready(e, _DUE, e.next_nominal)
+        if e.manual_parked and e.manual:
+            e.manual_parked = False
+            self._push_ready(e, _MANUAL, e.manual[0])
+        for dep_id in self.dependents.get(e.task_id, ()):
+            d = self.entries.get(dep_id)
+            if d is not None and d.parked and d.running < d.max_instances:
+                d.parked = False
+                d.unblocked_at = now
+                self._push_ready(d, _DUE, d.next_nominal)
+        self._check_finished(e)
+
+    def record_occurrence(self, occ: Occurrence) -> None:
+        """Count a skipped/missed occurrence in the task's runtime state."""
+        e = occ.entry
+        e.last_status = occ.status
+
+    # ----- internals ----------------------------------------------------------------
+    def _due(self, e: Entry, now: float, out: list[Decision]) -> int:
+        """Handle a due occurrence of ``e``; returns 1 if a run started."""
+        if not e.enabled or e.removed or not e.runnable or e.next_nominal is None:
+            return 0
+        if e.running >= e.max_instances:
+            e.parked = True
+            return 0
+        waiting, failed = self._deps_state(e)
+        if waiting:
+            e.parked = True
+            return 0
+        run_at, missed, more, last, latest = self._catch_up(e, now)
+        e.unblocked_at = None
+        for occ in missed:
+            out.append(Occurrence(e, occ, RunStatus.MISSED,
+                                  "missed: could not start within misfire_grace"))
+        if more:
+            out.append(Occurrence(e, last, RunStatus.MISSED,
+                                  f"missed: {more} more occurrences up to this one "
+                                  "could not start within misfire_grace"))
+        started = 0
+        if run_at is not None and failed is not None:
+            out.append(Occurrence(e, run_at, RunStatus.SKIPPED,
+                                  f"skipped: dependency {failed!r} failed"))
+        elif run_at is not None:
+            out.append(Start(self._new_run(e, run_at, now, manual=False)))
+            started = 1
+            if e.timing.fixed_delay:
+                # Fixed delay: the next occurrence is planned when this run ends.
+                e.next_nominal = None
+                self._arm(e)
+                return started
+        e.next_nominal = e.timing.next_after(latest, e.next_nominal or latest)
+        self._arm(e)
+        self._check_finished(e)
+        return started
+
+    def _deps_state(self, e: Entry) -> tuple[bool, str | None]:
+        failed = None
+        for d in e.deps:
+            de = self.entries.get(d)
+            if de is None:
+                continue
+            if de.last_exec_status is None or de.running > 0:
+                return True, None
+            if failed is None and de.last_exec_status in _FAILED_EXEC:
+                failed = d
+        return False, failed
+
+    def _catch_up(
+        self, e: Entry, now: float
+    ) -> tuple[float | None, list[float], int, float, float]:
+        """Resolve everything ``e`` fell behind.
+
+        Returns (occurrence to run or None, missed occurrences, count of further missed
+        ones, the last of those, the latest occurrence at or before now).
+        """
+        nominal = e.next_nominal
+        assert nominal is not None
+        offset = (e.next_due or nominal) - nominal
+        latest = e.timing.last_at_or_before(now - offset, nominal)
+        if latest is None or latest < nominal:
+            latest = nominal
+        if e.grace is None:
+            return latest, [], 0, latest, latest
+        # Waiting for dependencies is deliberate, not lateness: count from the unblocking.
+        base = e.unblocked_at if e.unblocked_at is not None else float("-inf")
+        cutoff = now - e.grace
+
+        def late(o: float) -> bool:
+            return max(o + (offset if o == nominal else 0.0), base) < cutoff
+
+        run_at = None if late(latest) else latest
+        missed: list[float] = []
+        more = 0
+        last = latest
+        for o in self._iter(e, nominal, latest):
+            if (run_at is not None and o >= run_at) or not late(o):
+                break
+            if len(missed) < MAX_MISSED:
+                missed.append(o)
+            else:
+                more += 1
+                last = o
+                if more >= _COUNT_CAP:
+                    break
+        return run_at, missed, more, last, latest
+
+    def _iter(self, e: Entry, start: float, stop: float) -> Iterator[float]:
+        o: float | None = start
+        while o is not None and o <= stop:
+            yield o
+            o = e.timing.next_after(o, start)
+
+    def _new_run(self, e: Entry, scheduled_for: float, now: float, *, manual: bool) -> Run:
+        run = Run(self._new_run_id(), e, scheduled_for, manual=manual, started_at=now)
+        self.runs[run.run_id] = run
+        if e.running == 0:
+            self.running_tasks += 1
+        e.running += 1
+        self._start_attempt(run, now)
+        return run
+
+    def _start_attempt(self, run: Run, now: float) -> None:
+        run.attempt += 1
+        run.token += 1
+        run.active = True
+        run.retry_at = None
+        run.attempt_started = now
+        t = run.entry.timeout
+        run.deadline = None if t is None else now + t
+        if run.deadline is not None:
+            self._push_timer(run.deadline, _DEADLINE, run, run.token)
+
+    def _finish(self, run: Run, status: RunStatus, now: float) -> Done:
+        run.done = True
+        run.status = status
+        run.finished_at = now
+        e = run.entry
+        if status is RunStatus.SUCCEEDED:
+            run.last_error = None
+        if not e.removed:
+            e.run_count += 1
+            e.last_run = run.started_at
+            e.last_status = e.last_exec_status = status
+            if status is RunStatus.SUCCEEDED:
+                e.last_error = None
+            else:
+                e.error_count += 1
+                e.last_error = run.last_error
+        return Done(run)
+
+    def _end_waiting_retries(self, e: Entry, now: float) -> list[Done]:
+        out = []
+        for run in list(self.runs.values()):
+            if run.entry is e and not run.active and not run.done:
+                run.token += 1
+                out.append(self._finish(run, RunStatus.TIMED_OUT if run.timed_out
+                                        else RunStatus.FAILED, now))
+        return out
+
+    def _check_finished(self, e: Entry) -> None:
+        if (e.timing.finite and e.next_nominal is None and e.running == 0
+                and not e.manual and e.enabled):
+            e.finished = True
+            e.enabled = False
+            self.enabled_count -= 1
+
+    def _arm(self, e: Entry) -> None:
+        e.token += 1
+        if e.next_nominal is None or not e.enabled or not e.runnable or e.removed:
+            e.next_due = None
+            return
+        j = e.jitter * self._rng.random() if e.jitter else 0.0
+        e.next_due = e.next_nominal + j
+        self._push_timer(e.next_due, _DUE, e, e.token)
+
+    def _push_timer(self, at: float, kind: int, obj: Any, token: int) -> None:
+        heapq.heappush(self._timers, (at, next(self._tie), kind, obj, token))
+        if self.armed_until is None or at < self.armed_until:
+            self.wake_needed = True
+
+    def _push_ready(self, e: Entry, kind: int, nominal: float | None, obj: Any = None) -> None:
+        target = e if obj is None else obj
+        token = target.token
+        heapq.heappush(self._ready, (-e.priority, nominal or 0.0, e.seq, next(self._tie),
+                                     kind, target, token))
+        self.wake_needed = True
+
+    @staticmethod
+    def _live(item: tuple[float, int, int, Any, int]) -> bool:
+        _, _, kind, obj, tok = item
+        if kind == _DUE:
+            return bool(tok == obj.token)
+        if kind == _RETRY:
+            return bool(tok == obj.token and not obj.done)
+        return bool(tok == obj.token and obj.active)
+
+
+def _counter_ids() -> Callable[[], str]:
+    import os
+
+    prefix = os.urandom(6).hex()
+    counter = itertools.count(1)
+    return lambda: f"{prefix}-{next(counter):x}"

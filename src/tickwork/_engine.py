@@ -1,0 +1,757 @@
+"""The scheduler's shell around the pure planner: locking, clock, handlers, store, events.
+
+``Engine`` holds everything both runners share. The runners (threads in ``scheduler.py``,
+asyncio in ``aio.py``) only wait, call :meth:`Engine.tick` and execute the runs it hands
+out. One short lock (``self.lock``) guards the planner; store writes and event callbacks
+happen outside it, store writes serialised by ``self.store_lock`` so that the store sees
+changes in the order memory did.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import random
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+
+from . import _core
+from ._clock import SYSTEM_CLOCK, Clock
+from ._context import TaskContext
+from ._durations import to_timedelta
+from ._errors import (
+    DependencyError,
+    DuplicateTaskError,
+    SchedulerError,
+    StoreError,
+    TaskNotFoundError,
+)
+from ._events import Callback, EventBus
+from ._handlers import Resolved, describe, import_handler, import_ref
+from ._model import (
+    Event,
+    EventType,
+    RetryPolicy,
+    RunRecord,
+    RunStatus,
+    Schedule,
+    Task,
+    TaskState,
+    validate_task_fields,
+)
+from ._timing import compile_schedule
+from ._tz import to_dt, to_ts, zone
+from .stores.base import TaskDict, TaskStore
+
+HISTORY_IN_MEMORY = 10_000
+MAX_RESULT_REPR = 1024
+UPDATABLE = frozenset(
+    f.name for f in dataclasses.fields(Task)
+    if f.name not in ("id", "last_run", "next_run", "run_count", "error_count", "last_error",
+                      "last_status", "state")
+)
+_TERMINAL_EVENT = {
+    RunStatus.SUCCEEDED: EventType.RUN_SUCCEEDED,
+    RunStatus.FAILED: EventType.RUN_FAILED,
+    RunStatus.TIMED_OUT: EventType.RUN_TIMED_OUT,
+    RunStatus.CANCELLED: EventType.RUN_CANCELLED,
+    RunStatus.SKIPPED: EventType.RUN_SKIPPED,
+    RunStatus.MISSED: EventType.RUN_MISSED,
+}
+
+
+def error_text(exc: BaseException) -> str:
+    msg = str(exc)
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def keep_result(value: Any) -> Any:
+    """JSON-serialisable results are kept as they are, anything else as a short repr."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    try:
+        json.dumps(value, allow_nan=False)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)[:MAX_RESULT_REPR]
+
+
+class Engine:
+    def __init__(
+        self,
+        logger: logging.Logger | None = None,
+        *,
+        store: TaskStore | None = None,
+        max_workers: int = 32,
+        timezone: str | tzinfo | None = None,
+        max_retries: int = 3,
+        retry_delay: timedelta | float = timedelta(seconds=5),
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ValueError(f"max_workers: must be an int >= 1, got {max_workers!r}")
+        self.logger = logger or logging.getLogger("tickwork")
+        self.clock: Clock = clock or SYSTEM_CLOCK
+        self.tz = zone(timezone)
+        self.max_workers = max_workers
+        self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+        self.lock = threading.RLock()
+        self.store_lock = threading.Lock()
+        self.bus = EventBus(self.logger)
+        self.planner = _core.Planner(
+            default_retry=RetryPolicy(max_retries=max_retries,
+                                      delay=to_timedelta(retry_delay, field="retry_delay")),
+            rng=rng,
+        )
+        self.tasks: dict[str, Task] = {}
+        self.handlers: dict[str, Callable[..., Any]] = {}
+        self.resolved: dict[str, Resolved] = {}
+        self.orphan_reason: dict[str, str] = {}
+        self.raw: dict[str, TaskDict] = {}  # stored dicts of orphans, saved back unchanged
+        self.adoptable: set[str] = set()  # loaded from the store, not yet defined in code
+        self.history: deque[RunRecord] = deque(maxlen=HISTORY_IN_MEMORY)
+        self.stats = {"total_runs": 0, "total_errors": 0, "total_retries": 0,
+                      "total_skipped": 0, "total_missed": 0}
+        self.busy = 0
+        self.started = False
+        self.stopping = False
+        self.store: TaskStore | None = None
+        self.wake: Callable[[], None] = lambda: None
+        if store is not None:
+            self.attach_store(store)
+
+    # ----- helpers ------------------------------------------------------------------
+    def now(self) -> float:
+        return self.clock.time()
+
+    def dt(self, ts: float | None) -> datetime | None:
+        return None if ts is None else to_dt(ts, self.tz)
+
+    def publish(self, etype: EventType, **kw: Any) -> None:
+        if self.bus:
+            self.bus.publish(Event(type=etype, at=to_dt(self.now(), self.tz), **kw))
+
+    def _poke(self) -> None:
+        if self.planner.wake_needed:
+            self.wake()
+
+    def _entry(self, task_id: str) -> _core.Entry:
+        e = self.planner.entries.get(task_id)
+        if e is None:
+            raise TaskNotFoundError(task_id)
+        return e
+
+    # ----- validation ---------------------------------------------------------------
+    def _normalise(self, task: Task) -> Task:
+        """Validate and make the scheduler's own copy (naive datetimes resolved)."""
+        if not isinstance(task, Task):
+            raise ValueError(f"task: expected a Task, got {task!r}")
+        validate_task_fields(task)
+        s = task.schedule
+        tz = self.tz
+        sched = dataclasses.replace(
+            s,
+            times=tuple(t if t.tzinfo else t.replace(tzinfo=tz) for t in s.times),
+            start_at=None if s.start_at is None or s.start_at.tzinfo
+            else s.start_at.replace(tzinfo=tz),
+        )
+        return dataclasses.replace(
+            task,
+            schedule=sched,
+            dependencies=list(dict.fromkeys(task.dependencies)),
+            metadata=dict(task.metadata),
+            timeout=None if task.timeout is None
+            else to_timedelta(task.timeout, field="task.timeout"),
+            misfire_grace=None if task.misfire_grace is None
+            else to_timedelta(task.misfire_grace, field="task.misfire_grace"),
+        )
+
+    def _make_entry(self, task: Task) -> _core.Entry:
+        timing = compile_schedule(task.schedule, self.tz, task.id)
+        j = task.schedule.jitter
+        return _core.Entry(
+            task_id=task.id, seq=0, timing=timing, priority=int(task.priority),
+            retry=task.retry,
+            timeout=None if task.timeout is None else _secs(task.timeout),
+            max_instances=task.max_instances,
+            grace=None if task.misfire_grace is None else _secs(task.misfire_grace),
+            jitter=0.0 if j is None else j.total_seconds(),
+            deps=tuple(task.dependencies), enabled=task.enabled,
+        )
+
+    def _check_deps(self, task_id: str, deps: Iterable[str],
+                    graph: dict[str, tuple[str, ...]] | None = None) -> None:
+        g = graph if graph is not None else {i: e.deps for i, e in self.planner.entries.items()}
+        g = {**g, task_id: tuple(deps)}
+        for d in g[task_id]:
+            if d == task_id:
+                raise DependencyError(f"task {task_id!r}: depends on itself")
+            if d not in g:
+                raise DependencyError(f"task {task_id!r}: unknown dependency {d!r}")
+        # A cycle through task_id: walk from its dependencies back to it.
+        stack, seen = list(g[task_id]), set()
+        while stack:
+            cur = stack.pop()
+            if cur == task_id:
+                raise DependencyError(f"task {task_id!r}: dependency cycle through {task_id!r}")
+            if cur in seen:
+                continue
+            seen.add(cur)
+            stack.extend(g.get(cur, ()))
+
+    def _resolve(self, task: Task) -> Resolved | None:
+        fn = self.handlers.get(task.id)
+        h = task.handler
+        if fn is None and isinstance(h, str):
+            fn = self.handlers.get(h)
+        if fn is None and callable(h):
+            fn = h
+        if fn is None and isinstance(h, str):
+            try:
+                fn = import_handler(h)
+            except Exception as exc:  # any import-time error makes an orphan, never a crash
+                self.orphan_reason[task.id] = f"cannot import handler {h!r}: {error_text(exc)}"
+                return None
+        if fn is None:
+            self.orphan_reason[task.id] = "no handler registered for this task"
+            return None
+        self.orphan_reason.pop(task.id, None)
+        return describe(fn)
+
+    def _handler_ref(self, task: Task) -> str | None:
+        h = task.handler
+        if isinstance(h, str):
+            return h
+        return import_ref(h) if callable(h) else None
+
+    # ----- snapshots ----------------------------------------------------------------
+    def snapshot(self, task_id: str, *, nominal: bool = False) -> Task:
+        e = self.planner.entries[task_id]
+        t = self.tasks[task_id]
+        if task_id in self.orphan_reason and not e.runnable:
+            state = TaskState.ORPHANED
+        elif e.running:
+            state = TaskState.RUNNING
+        elif e.finished:
+            state = TaskState.FINISHED
+        elif not e.enabled:
+            state = TaskState.DISABLED
+        else:
+            state = TaskState.SCHEDULED
+        nxt = e.next_nominal if nominal or e.next_due is None else e.next_due
+        if not e.enabled:
+            nxt = None
+        return dataclasses.replace(
+            t, dependencies=list(t.dependencies), metadata=dict(t.metadata),
+            enabled=e.enabled, last_run=self.dt(e.last_run), next_run=self.dt(nxt),
+            run_count=e.run_count, error_count=e.error_count, last_error=e.last_error,
+            last_status=e.last_status, state=state,
+        )
+
+    def task_dict(self, task_id: str) -> TaskDict:
+        from ._serde import task_to_dict
+
+        raw = self.raw.get(task_id)
+        if raw is not None:
+            return raw
+        snap = self.snapshot(task_id, nominal=True)
+        return task_to_dict(snap, handler_ref=self._handler_ref(self.tasks[task_id]))
+
+    # ----- store --------------------------------------------------------------------
+    def attach_store(self, store: TaskStore) -> None:
+        """Attach a store and load what it holds (StoreError if it cannot be read)."""
+        for name in ("load_tasks", "upsert_task", "delete_task", "replace_tasks",
+                     "record_run", "get_history"):
+            if not callable(getattr(store, name, None)):
+                raise ValueError(f"store: {store!r} has no {name}() (not a TaskStore)")
+        with self.store_lock:
+            dicts = store.load_tasks()
+            with self.lock:
+                self.store = store
+                self._load_dicts(dicts)
+        self._poke()
+
+    def _load_dicts(self, dicts: list[TaskDict]) -> int:
+        from ._serde import state_from_dict, task_from_dict
+
+        now = self.now()
+        parsed: list[tuple[Task, TaskDict]] = []
+        for d in dicts:
+            task = task_from_dict(d)
+            try:
+                task = self._normalise(task)
+            except (ValueError, SchedulerError) as exc:
+                raise StoreError(f"stored task {task.id!r}: {exc}") from None
+            parsed.append((task, d))
+        graph = {i: e.deps for i, e in self.planner.entries.items()}
+        graph.update({t.id: tuple(t.dependencies) for t, _ in parsed})
+        for t, _ in parsed:
+            try:
+                self._check_deps(t.id, t.dependencies, graph)
+            except DependencyError as exc:
+                raise StoreError(f"stored tasks: {exc}") from None
+        n = 0
+        for task, d in parsed:
+            if task.id in self.planner.entries:
+                continue  # already defined in this process; its definition wins
+            st = state_from_dict(d)
+            e = self._make_entry(task)
+            e.run_count, e.error_count = st["run_count"], st["error_count"]
+            e.last_error, e.last_status = st["last_error"], st["last_status"]
+            e.last_exec_status = st["last_status"] if st["last_status"] not in (
+                RunStatus.SKIPPED, RunStatus.MISSED) else None
+            e.last_run = None if st["last_run"] is None else st["last_run"].timestamp()
+            nxt = st["next_run"]
+            stored_next = None if nxt is None else to_ts(nxt, self.tz)
+            if task.enabled and stored_next is None and not e.timing.finite:
+                stored_next = e.timing.first(now)
+            finished = not task.enabled and task.schedule.type == "once" and e.run_count > 0
+            self.tasks[task.id] = dataclasses.replace(task, handler=task.handler)
+            resolved = self._resolve(task)
+            e.runnable = resolved is not None
+            if resolved is not None:
+                self.resolved[task.id] = resolved
+            else:
+                self.raw[task.id] = d
+                self.logger.warning("task %r is orphaned: %s", task.id,
+                                    self.orphan_reason.get(task.id))
+            self.planner.add(e, now, next_nominal=stored_next, fresh=False)
+            e.finished = finished
+            self.adoptable.add(task.id)
+            n += 1
+        return n
+
+    def _write(self, fn: Callable[[TaskStore], None]) -> None:
+        store = self.store
+        if store is not None:
+            fn(store)
+
+    # ----- API: tasks ---------------------------------------------------------------
+    def add_task(self, task: Task) -> Task:
+        own = self._normalise(task)
+        with self.store_lock:
+            with self.lock:
+                now = self.now()
+                old = self.planner.entries.get(own.id)
+                if old is not None and own.id not in self.adoptable:
+                    raise DuplicateTaskError(own.id)
+                self._check_deps(own.id, own.dependencies)
+                entry = self._make_entry(own)
+                resolved = self._resolve(own)
+                if resolved is None and own.handler is None:
+                    raise ValueError(f"task.handler: task {own.id!r} has no handler "
+                                     "(pass handler= or register_handler first)")
+                entry.runnable = resolved is not None
+                prev = self.tasks.get(own.id)
+                self.tasks[own.id] = own
+                self._set_resolved(own.id, resolved)
+                if old is not None:
+                    # Defined in code after being loaded from the store: the code's
+                    # definition, the store's runtime state.
+                    prev_schedule = None if prev is None else prev.schedule
+                    self.adoptable.discard(own.id)
+                    self.raw.pop(own.id, None)
+                    self.planner.replace(old, entry, now, replan=prev_schedule != own.schedule)
+                else:
+                    self.planner.add(entry, now)
+                d = self.task_dict(own.id) if self.store else None
+                snap = self.snapshot(own.id)
+            try:
+                if d is not None:
+                    self._write(lambda s: s.upsert_task(d, self.dt(now)))  # type: ignore[arg-type]
+            except StoreError:
+                if old is None:
+                    with self.lock:
+                        self._drop(own.id, now)
+                raise
+        self._poke()
+        self.publish(EventType.TASK_ADDED, task_id=own.id)
+        return snap
+
+    def _set_resolved(self, task_id: str, resolved: Resolved | None) -> None:
+        if resolved is None:
+            self.resolved.pop(task_id, None)
+        else:
+            self.resolved[task_id] = resolved
+
+    def _drop(self, task_id: str, now: float) -> list[_core.Done]:
+        dones = self.planner.remove(task_id, now)
+        self.tasks.pop(task_id, None)
+        self.resolved.pop(task_id, None)
+        self.raw.pop(task_id, None)
+        self.adoptable.discard(task_id)
+        self.orphan_reason.pop(task_id, None)
+        return dones
+
+    def remove_task(self, task_id: str) -> None:
+        with self.store_lock:
+            with self.lock:
+                self._entry(task_id)
+                users = sorted(self.planner.dependents.get(task_id, ()))
+                if users:
+                    raise DependencyError(
+                        f"task {task_id!r}: cannot remove, {', '.join(map(repr, users))} "
+                        "depend on it")
+                now = self.now()
+                dones = self._drop(task_id, now)
+            self._write(lambda s: s.delete_task(task_id, self.dt(now)))  # type: ignore[arg-type]
+        self._finish_all(dones)
+        self.publish(EventType.TASK_REMOVED, task_id=task_id)
+
+    def set_enabled(self, task_id: str, enabled: bool) -> Task:
+        with self.store_lock:
+            with self.lock:
+                e = self._entry(task_id)
+                changed = e.enabled != enabled
+                now = self.now()
+                dones = self.planner.set_enabled(task_id, enabled, now)
+                if changed:
+                    self.raw.pop(task_id, None)
+                    self.tasks[task_id] = dataclasses.replace(self.tasks[task_id],
+                                                              enabled=enabled)
+                if not enabled:
+                    for run in self.planner.runs.values():
+                        if run.entry is e and run.ctx is not None:
+                            run.ctx.cancel()
+                d = self.task_dict(task_id) if self.store and changed else None
+                snap = self.snapshot(task_id)
+            if d is not None:
+                self._write(lambda s: s.upsert_task(d, self.dt(now)))  # type: ignore[arg-type]
+        self._poke()
+        self._finish_all(dones)
+        if changed:
+            self.publish(EventType.TASK_ENABLED if enabled else EventType.TASK_DISABLED,
+                         task_id=task_id)
+        return snap
+
+    def update_task(self, task_id: str, fields: dict[str, Any]) -> Task:
+        bad = sorted(set(fields) - UPDATABLE)
+        if bad:
+            raise ValueError(f"update_task: cannot change {', '.join(bad)} "
+                             f"(updatable: {', '.join(sorted(UPDATABLE))})")
+        with self.store_lock:
+            with self.lock:
+                old = self._entry(task_id)
+                prev = self.tasks[task_id]
+                own = self._normalise(dataclasses.replace(prev, **fields))
+                self._check_deps(task_id, own.dependencies)
+                entry = self._make_entry(own)
+                resolved = self._resolve(own)
+                now = self.now()
+                was_enabled = old.enabled
+                self.tasks[task_id] = own
+                self.raw.pop(task_id, None)
+                self._set_resolved(task_id, resolved)
+                entry.runnable = resolved is not None
+                self.planner.replace(old, entry, now, replan=prev.schedule != own.schedule)
+                d = self.task_dict(task_id) if self.store else None
+                snap = self.snapshot(task_id)
+            if d is not None:
+                self._write(lambda s: s.upsert_task(d, self.dt(now)))  # type: ignore[arg-type]
+        self._poke()
+        self.publish(EventType.TASK_UPDATED, task_id=task_id)
+        if own.enabled != was_enabled:
+            self.publish(EventType.TASK_ENABLED if own.enabled else EventType.TASK_DISABLED,
+                         task_id=task_id)
+        return snap
+
+    def run_now(self, task_id: str) -> None:
+        with self.lock:
+            self._entry(task_id)
+            self.planner.run_now(task_id, self.now())
+        self._poke()
+
+    def register_handler(self, key: str, fn: Callable[..., Any]) -> None:
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"register_handler: key must be a non-empty string, got {key!r}")
+        if not callable(fn):
+            raise ValueError(f"register_handler: handler for {key!r} is not callable: {fn!r}")
+        with self.lock:
+            self.handlers[key] = fn
+            for tid, t in self.tasks.items():
+                if tid == key or t.handler == key:
+                    resolved = self._resolve(t)
+                    self._set_resolved(tid, resolved)
+                    if resolved is not None:
+                        self.planner.set_runnable(tid, True)
+        self._poke()
+
+    def get_task(self, task_id: str) -> Task:
+        with self.lock:
+            self._entry(task_id)
+            return self.snapshot(task_id)
+
+    def list_tasks(self) -> list[Task]:
+        with self.lock:
+            return [self.snapshot(i) for i in sorted(self.planner.entries)]
+
+    def get_stats(self) -> dict[str, int]:
+        with self.lock:
+            p = self.planner
+            return {
+                "total_tasks": len(p.entries),
+                "enabled_tasks": p.enabled_count,
+                "running_tasks": p.running_tasks,
+                **self.stats,
+                "orphaned_tasks": sum(1 for e in p.entries.values() if not e.runnable),
+                "queued_runs": len(p._ready),
+            }
+
+    def get_history(self, task_id: str | None = None, limit: int = 100) -> list[RunRecord]:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"limit: expected an int >= 0, got {limit!r}")
+        store = self.store
+        if store is not None:
+            return store.get_history(task_id, limit)
+        with self.lock:
+            out = []
+            for r in reversed(self.history):
+                if task_id is None or r.task_id == task_id:
+                    out.append(r)
+                    if len(out) >= limit:
+                        break
+            return out
+
+    def set_default_retry(self, **kw: Any) -> None:
+        with self.lock:
+            self.planner.default_retry = dataclasses.replace(self.planner.default_retry, **kw)
+
+    def save_tasks(self) -> None:
+        if self.store is None:
+            raise SchedulerError("save_tasks: no store attached (use set_persistence)")
+        with self.store_lock:
+            with self.lock:
+                now = self.now()
+                dicts = [self.task_dict(i) for i in self.planner.entries]
+            self._write(lambda s: s.replace_tasks(dicts, self.dt(now)))  # type: ignore[arg-type]
+
+    def subscribe(self, callback: Callback,
+                  events: Iterable[EventType | str] | None = None) -> Callable[[], None]:
+        return self.bus.subscribe(callback, events)
+
+    # ----- the runner's side ----------------------------------------------------------
+    def next_wakeup(self) -> float | None:
+        with self.lock:
+            p = self.planner
+            if p.has_ready() and self.busy < self.max_workers:
+                return self.now()
+            t = p.next_wakeup()
+            p.armed_until = t
+            return t
+
+    def tick(self) -> tuple[list[_core.Run], list[Callable[[], None]]]:
+        """Collect due work. Returns runs to execute and follow-ups to run outside the lock."""
+        later: list[Callable[[], None]] = []
+        with self.lock:
+            if self.stopping:
+                return [], later
+            now = self.now()
+            free = self.max_workers - self.busy
+            decisions = self.planner.collect(now, free)
+            starts: list[_core.Run] = []
+            for d in decisions:
+                if isinstance(d, _core.Start):
+                    run = d.run
+                    res = self.resolved.get(run.entry.task_id)
+                    if res is None:  # handler vanished: end it as failed, never crash
+                        out = self.planner.attempt_finished(
+                            run, run.token, now, error="LookupError: no handler", stopping=True)
+                        if isinstance(out, _core.Done):
+                            later.append(self._finalizer(out.run))
+                        continue
+                    run.handler = res
+                    run.ctx = self._context(run, now)
+                    self.busy += 1
+                    starts.append(run)
+                elif isinstance(d, _core.Timeout):
+                    later.extend(self._timeout(d.run, now))
+                else:
+                    later.append(self._occurrence(d, now))
+        return starts, later
+
+    def _context(self, run: _core.Run, now: float) -> TaskContext:
+        tid = run.entry.task_id
+        return TaskContext(
+            task_id=tid, run_id=run.run_id, attempt=run.attempt,
+            scheduled_for=to_dt(run.scheduled_for, self.tz), started_at=to_dt(now, self.tz),
+            deadline=self.dt(run.deadline), clock=self.clock,
+            logger=logging.LoggerAdapter(self.logger, {"task_id": tid, "run_id": run.run_id}),
+        )
+
+    def _timeout(self, run: _core.Run, now: float) -> list[Callable[[], None]]:
+        if run.ctx is not None:
+            run.ctx.cancel()
+        fut = run.future
+        if fut is not None:
+            fut.cancel()
+        limit = run.entry.timeout or 0.0
+        out = self.planner.attempt_finished(
+            run, run.token, now, error=f"TimeoutError: attempt timed out after {limit:g}s",
+            timed_out=True, stopping=self.stopping)
+        return self._after_outcome(out)
+
+    def _after_outcome(self, out: _core.Outcome | None) -> list[Callable[[], None]]:
+        if out is None:
+            return []
+        if isinstance(out, _core.Retrying):
+            self.stats["total_retries"] += 1
+            run = out.run
+            ev = run.last_error
+            return [lambda: self.publish(EventType.RUN_RETRYING, task_id=run.entry.task_id,
+                                         run_id=run.run_id, attempt=run.attempt + 1, error=ev)]
+        return [self._finalizer(out.run)]
+
+    def _occurrence(self, occ: _core.Occurrence, now: float) -> Callable[[], None]:
+        e = occ.entry
+        self.planner.record_occurrence(occ)
+        key = "total_skipped" if occ.status is RunStatus.SKIPPED else "total_missed"
+        self.stats[key] += 1
+        rec = RunRecord(
+            run_id=self.planner._new_run_id(), task_id=e.task_id,
+            scheduled_for=to_dt(occ.scheduled_for, self.tz), started_at=None,
+            finished_at=to_dt(now, self.tz), status=occ.status, attempts=0,
+            error=occ.reason, instance_id=self.instance_id,
+        )
+        self.history.append(rec)
+        d = self.task_dict(e.task_id) if self.store and not e.removed else None
+
+        def follow_up() -> None:
+            self._store_record(d, rec, now)
+            self.publish(_TERMINAL_EVENT[occ.status], task_id=e.task_id, run_id=rec.run_id,
+                         error=occ.reason, record=rec)
+
+        return follow_up
+
+    def _store_record(self, d: TaskDict | None, rec: RunRecord, now: float) -> None:
+        store = self.store
+        if store is None:
+            return
+        try:
+            with self.store_lock:
+                store.record_run(d, rec, to_dt(now, self.tz))
+        except Exception:
+            self.logger.exception("could not record run %s of task %r", rec.run_id, rec.task_id)
+
+    # ----- executing ----------------------------------------------------------------
+    def before_attempt(self, run: _core.Run) -> None:
+        """On the worker, before the handler: run_started and before_run, once per run."""
+        if run.attempt != 1:
+            return
+        tid = run.entry.task_id
+        self.publish(EventType.RUN_STARTED, task_id=tid, run_id=run.run_id, attempt=1)
+        hook = self.tasks.get(tid)
+        if hook is not None and hook.before_run is not None:
+            try:
+                hook.before_run(run.ctx)
+            except Exception:
+                self.logger.exception("before_run hook of task %r failed", tid)
+
+    def attempt_done(self, run: _core.Run, token: int, error: str | None, result: Any) -> None:
+        """On the worker, after the handler returned or raised."""
+        with self.lock:
+            now = self.now()
+            if error is None and token == run.token:
+                run.result = keep_result(result)
+            out = self.planner.attempt_finished(run, token, now, error=error,
+                                                stopping=self.stopping)
+            later = self._after_outcome(out)
+        for fn in later:
+            fn()
+        self._poke()
+
+    def slot_free(self) -> None:
+        with self.lock:
+            self.busy -= 1
+            wake = self.planner.has_ready()
+        if wake:
+            self.wake()
+
+    def _finalizer(self, run: _core.Run) -> Callable[[], None]:
+        """Under the lock: snapshot what the store needs; the rest runs outside it."""
+        e = run.entry
+        self.stats["total_runs"] += 1
+        if run.status is not RunStatus.SUCCEEDED:
+            self.stats["total_errors"] += 1
+        now = run.finished_at or self.now()
+        rec = RunRecord(
+            run_id=run.run_id, task_id=e.task_id, scheduled_for=to_dt(run.scheduled_for, self.tz),
+            started_at=to_dt(run.started_at, self.tz), finished_at=to_dt(now, self.tz),
+            status=run.status, attempts=run.attempt, error=run.last_error,
+            result=run.result, instance_id=self.instance_id, manual=run.manual,
+        )
+        task = self.tasks.get(e.task_id)
+        ctx = run.ctx
+
+        def finish() -> None:
+            if task is not None and task.after_run is not None and ctx is not None:
+                try:
+                    task.after_run(ctx, rec)
+                except Exception:
+                    self.logger.exception("after_run hook of task %r failed", e.task_id)
+            with self.lock:
+                d = self.task_dict(e.task_id) if self.store and not e.removed else None
+            self._store_record(d, rec, now)
+            with self.lock:
+                self.history.append(rec)
+                self.planner.release(run, self.now())
+            self._poke()
+            self.publish(_TERMINAL_EVENT[run.status], task_id=e.task_id, run_id=run.run_id,
+                         attempt=run.attempt, error=run.last_error, record=rec)
+
+        return finish
+
+    def _finish_all(self, dones: list[_core.Done]) -> None:
+        with self.lock:
+            fns = [self._finalizer(d.run) for d in dones]
+        for fn in fns:
+            fn()
+
+    # ----- stopping -----------------------------------------------------------------
+    def begin_stop(self) -> None:
+        with self.lock:
+            self.stopping = True
+            now = self.now()
+            dones = self.planner.end_waiting_retries(now)
+            for run in self.planner.runs.values():
+                if run.active and run.ctx is not None:
+                    run.ctx.cancel()
+        self._finish_all(dones)
+
+    def active_runs(self) -> int:
+        with self.lock:
+            return len(self.planner.runs)
+
+    def cancel_remaining(self) -> None:
+        with self.lock:
+            now = self.now()
+            fns = []
+            for run in list(self.planner.runs.values()):
+                if run.future is not None:
+                    run.future.cancel()
+                done = self.planner.cancel(run, now, "cancelled: still running when the "
+                                           "scheduler stopped")
+                fns.append(self._finalizer(done.run))
+        for fn in fns:
+            fn()
+
+    def final_save(self) -> None:
+        if self.store is None:
+            return
+        try:
+            self.save_tasks()
+        except StoreError:
+            self.logger.exception("could not save tasks on stop")
+
+
+def _secs(v: timedelta | float) -> float:
+    return v.total_seconds() if isinstance(v, timedelta) else float(v)
+
+
+__all__ = ["Engine", "Schedule", "error_text"]

@@ -1,0 +1,281 @@
+"""The threaded runner: ``Scheduler``.
+
+One timer thread waits (exactly, on a condition) until the planner's next due time or a
+wake-up, asks the engine what is due, and hands runs to a worker pool; async handlers run
+on one event-loop thread. All logic lives in the engine and the planner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import timedelta, tzinfo
+from typing import Any, TypeVar
+
+from . import _core
+from ._clock import Clock
+from ._durations import to_timedelta
+from ._engine import Engine
+from ._events import Callback
+from ._execute import run_async, run_sync
+from ._model import EventType, RunRecord, Schedule, Task
+from ._workers import WorkerPool
+from .stores.base import TaskStore
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Api:
+    """The methods both schedulers share in synchronous form (see API.md section 3)."""
+
+    _engine: Engine
+
+    def add_task(self, task: Task) -> Task:
+        """Validate, store and schedule ``task`` (a copy is kept); returns its snapshot.
+
+        Raises ``ValueError``, ``DuplicateTaskError``, ``DependencyError``,
+        ``InvalidScheduleError`` or ``StoreError``.
+        """
+        return self._engine.add_task(task)
+
+    def remove_task(self, task_id: str) -> None:
+        """Remove a task; a running execution finishes. ``DependencyError`` if others need it."""
+        self._engine.remove_task(task_id)
+
+    def enable_task(self, task_id: str) -> Task:
+        """Enable and plan from now (interval: now or start_at; cron: first match after now)."""
+        return self._engine.set_enabled(task_id, True)
+
+    def disable_task(self, task_id: str) -> Task:
+        """Stop future runs and pending retries; a running execution finishes."""
+        return self._engine.set_enabled(task_id, False)
+
+    def update_task(self, task_id: str, **fields: Any) -> Task:
+        """Change definition fields (schedule, priority, dependencies, retry, timeout…)."""
+        return self._engine.update_task(task_id, fields)
+
+    def run_now(self, task_id: str) -> None:
+        """One extra execution as soon as a worker (and an instance slot) is free."""
+        self._engine.run_now(task_id)
+
+    def get_task(self, task_id: str) -> Task:
+        """A snapshot of the task with its runtime fields; ``TaskNotFoundError``."""
+        return self._engine.get_task(task_id)
+
+    def list_tasks(self) -> list[Task]:
+        """Snapshots of every task, ordered by id."""
+        return self._engine.list_tasks()
+
+    def get_stats(self) -> dict[str, int]:
+        """Counters: total_tasks, enabled_tasks, running_tasks, total_runs, total_errors…"""
+        return self._engine.get_stats()
+
+    def get_history(self, task_id: str | None = None, limit: int = 100) -> list[RunRecord]:
+        """Run records, newest first (from the store when one is attached)."""
+        return self._engine.get_history(task_id, limit)
+
+    def set_max_retries(self, n: int) -> None:
+        """Default number of retries for tasks without their own RetryPolicy."""
+        self._engine.set_default_retry(max_retries=n)
+
+    def set_retry_delay(self, delay: timedelta | float) -> None:
+        """Default first retry delay (timedelta or seconds)."""
+        self._engine.set_default_retry(delay=to_timedelta(delay, field="retry_delay"))
+
+    def set_persistence(self, store: TaskStore) -> None:
+        """Attach a store and load the tasks it holds (orphans until handlers are known)."""
+        self._engine.attach_store(store)
+
+    def register_handler(self, key: str, fn: Callable[..., Any]) -> None:
+        """Handler for a task id, or for a handler name used by stored tasks."""
+        self._engine.register_handler(key, fn)
+
+    def load_tasks(self) -> int:
+        """Load tasks from the store that are not known yet; returns how many it holds."""
+        eng = self._engine
+        if eng.store is None:
+            return 0
+        with eng.store_lock:
+            dicts = eng.store.load_tasks()
+            with eng.lock:
+                eng._load_dicts(dicts)
+        eng._poke()
+        return len(dicts)
+
+    def save_tasks(self) -> None:
+        """Write every task to the store now; ``SchedulerError`` without a store."""
+        self._engine.save_tasks()
+
+    def subscribe(self, callback: Callback,
+                  events: Iterable[EventType | str] | None = None) -> Callable[[], None]:
+        """Call ``callback(event)`` for each event (or only ``events``); returns unsubscribe."""
+        return self._engine.subscribe(callback, events)
+
+    def task(self, schedule: Schedule, *, id: str | None = None, **fields: Any) -> Callable[[F], F]:
+        """Decorator: ``@sched.task(every(minutes=5))`` adds the function as a task."""
+
+        def deco(fn: F) -> F:
+            tid = id or f"{fn.__module__}.{fn.__qualname__}".replace("<", "").replace(">", "")
+            self._engine.add_task(Task(id=tid, handler=fn, schedule=schedule, **fields))
+            return fn
+
+        return deco
+
+    @property
+    def timezone(self) -> tzinfo:
+        return self._engine.tz
+
+    @property
+    def instance_id(self) -> str:
+        return self._engine.instance_id
+
+
+class Scheduler(_Api):
+    """A scheduler running in background threads. ``start()`` returns at once."""
+
+    def __init__(
+        self,
+        logger: logging.Logger | None = None,
+        *,
+        store: TaskStore | None = None,
+        max_workers: int = 32,
+        timezone: str | tzinfo | None = None,
+        max_retries: int = 3,
+        retry_delay: timedelta | float = timedelta(seconds=5),
+        clock: Clock | None = None,
+    ) -> None:
+        self._engine = Engine(logger, store=store, max_workers=max_workers, timezone=timezone,
+                              max_retries=max_retries, retry_delay=retry_delay, clock=clock)
+        self._cond = threading.Condition(self._engine.lock)
+        self._engine.wake = self._wake
+        self._thread: threading.Thread | None = None
+        self._pool = WorkerPool(max_workers)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._stop_requested = False
+        self._stopped = threading.Event()
+
+    # ----- lifecycle ----------------------------------------------------------------
+    def start(self) -> None:
+        """Start the timer thread (idempotent)."""
+        eng = self._engine
+        with self._cond:
+            if self._thread is not None:
+                return
+            eng.stopping = False
+            self._stop_requested = False
+            self._stopped.clear()
+            eng.started = True
+            self._thread = threading.Thread(target=self._run_loop, name="tickwork-timer",
+                                            daemon=True)
+            self._thread.start()
+        eng.publish(EventType.SCHEDULER_STARTED)
+
+    def stop(self, timeout: float | timedelta | None = None) -> None:
+        """Stop gracefully: no new runs, cancel contexts and retries, wait, save. Idempotent."""
+        eng = self._engine
+        with self._cond:
+            thread = self._thread
+            if thread is None:
+                return
+            self._stop_requested = True
+            self._cond.notify_all()
+        eng.begin_stop()
+        if thread is not threading.current_thread():
+            thread.join()
+        limit = None if timeout is None else to_timedelta(timeout, field="timeout").total_seconds()
+        deadline = None if limit is None else time.monotonic() + limit
+        with self._cond:
+            while eng.active_runs():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self._cond.wait(0.05 if left is None else min(left, 0.05))
+        eng.cancel_remaining()
+        eng.final_save()
+        with self._cond:
+            self._thread = None
+            eng.started = False
+        self._pool.shutdown()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop = None
+            self._loop_thread = None
+        eng.publish(EventType.SCHEDULER_STOPPED)
+        self._stopped.set()
+
+    def run_forever(self) -> None:
+        """Start, then block until ``stop()`` or SIGINT/SIGTERM (which stop gracefully)."""
+        self.start()
+        previous: dict[signal.Signals, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(
+                    sig, lambda *_: threading.Thread(target=self.stop, daemon=True).start())
+        try:
+            while not self._stopped.wait(0.5):
+                pass
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def __enter__(self) -> Scheduler:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ----- internals ----------------------------------------------------------------
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _run_loop(self) -> None:
+        eng = self._engine
+        while True:
+            starts, later = eng.tick()
+            for fn in later:
+                fn()
+            for run in starts:
+                self._dispatch(run)
+            with self._cond:
+                if self._stop_requested:
+                    return
+                until = eng.next_wakeup()
+                if until is not None and until <= eng.now():
+                    continue
+                eng.clock.wait(self._cond, until)
+
+    def _dispatch(self, run: _core.Run) -> None:
+        eng = self._engine
+        if run.handler.is_async:
+            loop = self._event_loop()
+            fut = asyncio.run_coroutine_threadsafe(run_async(eng, run), loop)
+            run.future = fut
+            fut.add_done_callback(lambda _f: eng.slot_free())
+        else:
+            def job() -> None:
+                try:
+                    run_sync(eng, run)
+                finally:
+                    eng.slot_free()
+
+            self._pool.submit(job)
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        with self._cond:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                t = threading.Thread(target=loop.run_forever, name="tickwork-async", daemon=True)
+                t.start()
+                self._loop, self._loop_thread = loop, t
+            return self._loop

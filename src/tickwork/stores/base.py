@@ -1,0 +1,58 @@
+"""The store protocol every backend implements, and that ``check_store`` verifies.
+
+A store persists two things:
+
+* tasks, as JSON-compatible dicts produced by ``tickwork._serde.task_to_dict`` (definition
+  plus runtime state: next_run, counts, last error…). The store treats the dict as opaque
+  except for ``"id"``; it must give back exactly what it was given (orphans are saved back
+  byte-for-byte).
+* run records (``RunRecord``), the history, newest first, with a retention.
+
+Methods are synchronous and take ``now`` where they need time, so that stores never read
+the clock (tests drive time). Every method raises ``StoreError`` on an unreadable, corrupt
+or unreachable store; a store that failed to read is never overwritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from .._model import RunRecord
+
+TaskDict = dict[str, Any]
+
+
+@runtime_checkable
+class TaskStore(Protocol):
+    """What the scheduler needs from a store."""
+
+    def load_tasks(self) -> list[TaskDict]:
+        """Every stored task, in insertion order. ``StoreError`` if unreadable or corrupt."""
+        ...
+
+    def upsert_task(self, task: TaskDict, now: datetime) -> None:
+        """Insert or replace one task; durable when it returns."""
+        ...
+
+    def delete_task(self, task_id: str, now: datetime) -> None:
+        """Delete one task (its history stays until retention drops it). No error if absent."""
+        ...
+
+    def replace_tasks(self, tasks: Sequence[TaskDict], now: datetime) -> None:
+        """Make the stored task set exactly ``tasks`` (``save_tasks``), atomically."""
+        ...
+
+    def record_run(self, task: TaskDict | None, record: RunRecord, now: datetime) -> None:
+        """Append (or update, same ``run_id``) a run record and, in the same atomic write,
+        the task's new state when ``task`` is given. Applies retention."""
+        ...
+
+    def get_history(self, task_id: str | None = None, limit: int = 100) -> list[RunRecord]:
+        """Run records, newest first (by ``started_at`` or ``scheduled_for``)."""
+        ...
+
+    def close(self) -> None:
+        """Release files/connections. Idempotent."""
+        ...
