@@ -472,11 +472,16 @@ class CronExpression:
                     continue
                 d = d2
                 h, mi, s = 23, 59, 59
+            # Underflows step back explicitly: index -1 of a prev table is -1, which
+            # could not be told apart from an hour/minute/second of -1.
             h2 = ph[h]
             if h2 != h:
                 if h2 < 0:
                     d -= 1
                     h, mi, s = 23, 59, 59
+                    if d == 0:
+                        mo -= 1
+                        d = 31
                     continue
                 h = h2
                 mi, s = 59, 59
@@ -485,6 +490,12 @@ class CronExpression:
                 if m2 < 0:
                     h -= 1
                     mi, s = 59, 59
+                    if h < 0:
+                        d -= 1
+                        h = 23
+                        if d == 0:
+                            mo -= 1
+                            d = 31
                     continue
                 mi = m2
                 s = 59
@@ -493,6 +504,15 @@ class CronExpression:
                 if s2 < 0:
                     mi -= 1
                     s = 59
+                    if mi < 0:
+                        mi = 59
+                        h -= 1
+                        if h < 0:
+                            d -= 1
+                            h = 23
+                            if d == 0:
+                                mo -= 1
+                                d = 31
                     continue
                 s = s2
             wall = (tab[2] + d - 1 - _EPOCH_ORD) * _DAY + h * 3600 + mi * 60 + s
