@@ -7,9 +7,9 @@ by probing ``utcoffset`` once a day over a UTC year and bisecting to the second 
 it changes; the result is cached per (zone, year). Two transitions within one day that
 cancel each other would be missed; no zone in the tz database does that.
 
-Years without a transition are not merged forever: a segment is cut at most two UTC
-years away from the instant asked about (a "pseudo" transition with the same offset on
-both sides), which the cron search handles like any other boundary.
+Segments are also cut at every 1 January 00:00 UTC (a "pseudo" transition with the same
+offset on both sides), which the cron search handles like any other boundary; this keeps
+the lookup to one cached year.
 """
 
 from __future__ import annotations
@@ -93,33 +93,31 @@ class Timeline:
         self.fixed = off
 
     def segment(self, u: int) -> Segment:
+        """The segment containing instant ``u``.
+
+        Boundaries are the zone's transitions plus every 1 January 00:00 UTC, so segments
+        partition the time line (the search relies on consecutive segments touching).
+        """
         if self.fixed is not None:
             return (-FAR, FAR, self.fixed, self.fixed)
         tz = self.tz
+        lo_bound = _year_start(_MIN_YEAR)
+        hi_bound = _year_start(_MAX_YEAR + 1)
+        if u < lo_bound:
+            off = _offset(tz, lo_bound - 1)
+            return (-FAR, lo_bound, off, off)
+        if u >= hi_bound:
+            off = _offset(tz, hi_bound)
+            return (hi_bound, FAR, off, off)
         year = _year_of(u)
-        # previous transition: this year, else up to two years back
-        start = -FAR
-        off_prev = off = None
-        for y in (year, year - 1, year - 2):
-            trans = _transitions(tz, y)
-            i = bisect.bisect_right(trans, (u, FAR, FAR))
-            if i:
-                start, off_prev, off = trans[i - 1]
-                break
+        trans = _transitions(tz, year)
+        i = bisect.bisect_right(trans, (u, FAR, FAR))
+        if i:
+            start, off_prev, off = trans[i - 1]
         else:
-            start = _year_start(year - 2) if year - 2 >= _MIN_YEAR else -FAR
-        if off is None:
-            off = off_prev = _offset(tz, min(max(u, _year_start(_MIN_YEAR)), _year_start(9999)))
-        end = FAR
-        for y in (year, year + 1, year + 2):
-            trans = _transitions(tz, y)
-            i = bisect.bisect_right(trans, (u, FAR, FAR))
-            if i < len(trans):
-                end = trans[i][0]
-                break
-        else:
-            end = _year_start(year + 3) if year + 3 <= _MAX_YEAR else FAR
-        assert off_prev is not None
+            start = _year_start(year)
+            off_prev = off = _offset(tz, u)
+        end = trans[i][0] if i < len(trans) else _year_start(year + 1)
         return (start, end, off_prev, off)
 
 
