@@ -159,7 +159,7 @@ class Engine:
         sched = dataclasses.replace(
             s,
             times=tuple(t if t.tzinfo else t.replace(tzinfo=tz) for t in s.times),
-            start_at=None if s.start_at is None or s.start_at.tzinfo
+            start_at=s.start_at if s.start_at is None or s.start_at.tzinfo
             else s.start_at.replace(tzinfo=tz),
         )
         return dataclasses.replace(
