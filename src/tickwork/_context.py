@@ -22,6 +22,7 @@ class TaskContext:
         "_cancelled",
         "_clock",
         "_cond",
+        "_wait_until",
         "attempt",
         "connection",
         "deadline",
@@ -63,6 +64,9 @@ class TaskContext:
         self._clock = clock
         self._cond = threading.Condition()
         self._cancelled = False
+        # Set while wait() sleeps: lets tickwork.testing.settle tell a handler blocked on a
+        # FakeClock (it can only progress when the test moves time) from one still working.
+        self._wait_until: float | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -77,9 +81,19 @@ class TaskContext:
         """Sleep up to ``seconds``; return True early (at once) if cancelled."""
         until = self._clock.time() + seconds
         with self._cond:
-            while not self._cancelled and self._clock.time() < until:
-                self._clock.wait(self._cond, until)
+            self._wait_until = until
+            try:
+                while not self._cancelled and self._clock.time() < until:
+                    self._clock.wait(self._cond, until)
+            finally:
+                self._wait_until = None
             return self._cancelled
+
+    @property
+    def sleeping(self) -> bool:
+        """True while in ``wait()`` with time left and not cancelled."""
+        until = self._wait_until
+        return until is not None and not self._cancelled and self._clock.time() < until
 
     def __repr__(self) -> str:
         return (f"TaskContext(task_id={self.task_id!r}, run_id={self.run_id!r}, "

@@ -507,6 +507,8 @@ class Engine:
     def get_history(self, task_id: str | None = None, limit: int = 100) -> list[RunRecord]:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ValueError(f"limit: expected an int >= 0, got {limit!r}")
+        if limit == 0:
+            return []
         store = self.store
         if store is not None:
             return store.get_history(task_id, limit)

@@ -99,10 +99,15 @@ def _engine(sched: object) -> Engine:
 def _idle(eng: Engine) -> bool:
     """Nothing executing, nothing due now, nothing waiting for a free worker."""
     with eng.lock:
-        if eng.busy:
-            return False
         p = eng.planner
-        if any(r.active or r.done for r in p.runs.values()):
+        # A handler sleeping in ctx.wait() on the fake clock only moves on when time does:
+        # it counts as idle, or run_until could never advance to its deadline.
+        sleeping = sum(1 for r in p.runs.values()
+                       if r.active and r.ctx is not None and r.ctx.sleeping)
+        if eng.busy > sleeping:
+            return False
+        if any((r.active and not (r.ctx is not None and r.ctx.sleeping)) or r.done
+               for r in p.runs.values()):
             return False
         if p.has_ready() and eng.busy < eng.max_workers and not eng.stopping:
             return False
