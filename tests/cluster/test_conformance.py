@@ -61,7 +61,7 @@ def test_concurrent_first_opens_migrate_once(pg_dsn: str, new_schema: Callable[[
         try:
             barrier.wait()
             PostgresTaskStore(pg_dsn, schema=schema).close()
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=open_) for _ in range(4)]
