@@ -89,6 +89,8 @@ class JsonTaskStore:
         self._snap: _Snapshot | None = None
         self._seen: tuple[_Stamp, bytes] | None = None  # what _snap was read from
         self._error: tuple[tuple[_Stamp, bytes], StoreError] | None = None
+        self._tmp_prefix = "." + os.path.basename(self.path) + ".tmp-"
+        self._swept = False  # stale temp files removed yet?
 
     # ---------------------------------------------------------------------- locking
 
@@ -236,8 +238,9 @@ class JsonTaskStore:
 
     def _replace(self, data: bytes, fd: int | None) -> None:
         folder = os.path.dirname(self.path)
-        tmp_fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(self.path),
-                                       suffix=".tmp")
+        if not self._swept:
+            self._remove_stale_temps(folder)
+        tmp_fd, tmp = tempfile.mkstemp(dir=folder, prefix=self._tmp_prefix)
         try:
             with contextlib.suppress(OSError):  # keep the mode a user gave the file
                 os.fchmod(tmp_fd, os.stat(self.path).st_mode & 0o7777)
@@ -257,6 +260,17 @@ class JsonTaskStore:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+    def _remove_stale_temps(self, folder: str) -> None:
+        """Temp files left by a writer killed mid-write. Writers only create them under
+        the exclusive lock, which we hold, so any that exist now are abandoned."""
+        n = len(self._tmp_prefix)
+        with contextlib.suppress(OSError):
+            for name in os.listdir(folder):
+                if name.startswith(self._tmp_prefix) and len(name) == n + 8:
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(folder, name))
+        self._swept = True
 
     # ---------------------------------------------------------------------- protocol
 
