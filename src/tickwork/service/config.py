@@ -289,9 +289,10 @@ def _task(t: Mapping[str, Any], where: str, base: Path, sched: SchedulerConfig,
     bad_md = sorted(k for k in md if k.startswith("tickwork."))
     if bad_md:
         err("metadata", f"keys starting with 'tickwork.' are reserved: {', '.join(bad_md)}")
-    if len(errors) > n0 or schedule is None or (command is None and handler is None):
+    tid = t.get("id")
+    if (len(errors) > n0 or schedule is None or (command is None and handler is None)
+            or not isinstance(tid, str) or not TASK_ID_RE.fullmatch(tid)):
         return None
-    tid = t["id"]
     metadata = dict(md)
     metadata[SOURCE_KEY] = SOURCE_CONFIG
     metadata[HASH_KEY] = _digest(t, base)
