@@ -71,7 +71,7 @@ def test_non_zero_exit_is_a_failure_naming_code_and_output() -> None:
 
 
 def test_missing_program_is_a_clear_failure() -> None:
-    with pytest.raises(CommandError, match="cannot start.*no-such-program-xyz"):
+    with pytest.raises(CommandError, match=r"cannot start.*no-such-program-xyz"):
         CommandRunner(spec(("no-such-program-xyz",)))(ctx())
 
 

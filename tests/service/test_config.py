@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tickwork import RetryPolicy, ScheduleType, Scheduler, SqliteTaskStore
+from tickwork import RetryPolicy, Scheduler, ScheduleType, SqliteTaskStore
 from tickwork.service.config import (
     COMMAND_KEY,
     HASH_KEY,
@@ -163,7 +163,8 @@ def test_defaults_store_next_to_the_config(tmp_path: Path) -> None:
      "task 't': misfire_grace: bad duration 'x'"),
     ('id = "t"\ncommand = ["x"]\ninterval = "5m"\nenabled = "yes"',
      "task 't': enabled: expected true or false"),
-    ('id = "t"\ncommand = ["x"]\ninterval = "5m"\njitter = "-1s"', "task 't': jitter: must be >= 0"),
+    ('id = "t"\ncommand = ["x"]\ninterval = "5m"\njitter = "-1s"',
+     "task 't': jitter: must be >= 0"),
     ('id = "t"\ncommand = ["x"]\ninterval = "5m"\ntimezone = "UTC"',
      "task 't': timezone: only applies to cron schedules"),
     ('id = "t"\ncommand = ["x"]\ncron = "* * * * *"\ntimezone = "Mars/Base"',
@@ -310,7 +311,7 @@ def test_reconcile_updates_changed_tasks_keeping_history(tmp_path: Path) -> None
     with s1:
         _wait(lambda: len(s1.get_history("a")) >= 1)
     changed = A.replace('interval = "1h"', 'interval = "2h"\npriority = 7')
-    s2, added, updated, unchanged, _ = _restart(_config(tmp_path, changed))
+    s2, _added, updated, _unchanged, _ = _restart(_config(tmp_path, changed))
     assert updated == ["a"]
     t = s2.get_task("a")
     assert t.priority == 7 and t.schedule.interval == timedelta(hours=2)
@@ -345,9 +346,10 @@ def test_reconcile_leaves_api_added_tasks_alone(tmp_path: Path) -> None:
 
     store = SqliteTaskStore(str(tmp_path / "tw.db"))
     s0 = Scheduler(store=store)
-    s0.add_task(Task(id="manual", handler="tickwork.service.demo_jobs:heartbeat", schedule=every(hours=1)))
+    s0.add_task(Task(id="manual", handler="tickwork.service.demo_jobs:heartbeat",
+                     schedule=every(hours=1)))
     s0.stop()
-    s1, added, updated, unchanged, disabled = _restart(_config(tmp_path, A))
+    s1, added, _updated, _unchanged, disabled = _restart(_config(tmp_path, A))
     assert added == ["a"] and disabled == []
     assert s1.get_task("manual").enabled is True
     s1.stop()
