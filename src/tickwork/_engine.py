@@ -156,7 +156,10 @@ class Engine:
         validate_task_fields(task)
         s = task.schedule
         tz = self.tz
-        sched = dataclasses.replace(
+        naive = any(t.tzinfo is None for t in s.times) or (
+            s.start_at is not None and s.start_at.tzinfo is None)
+        # Schedules are frozen: share the caller's unless a naive datetime needs the zone.
+        sched = s if not naive else dataclasses.replace(
             s,
             times=tuple(t if t.tzinfo else t.replace(tzinfo=tz) for t in s.times),
             start_at=s.start_at if s.start_at is None or s.start_at.tzinfo
@@ -188,15 +191,26 @@ class Engine:
 
     def _check_deps(self, task_id: str, deps: Iterable[str],
                     graph: dict[str, tuple[str, ...]] | None = None) -> None:
-        g = graph if graph is not None else {i: e.deps for i, e in self.planner.entries.items()}
-        g = {**g, task_id: tuple(deps)}
-        for d in g[task_id]:
+        own = tuple(deps)
+        if not own:
+            return  # no edge out of task_id: no cycle through it (and no O(n) graph copy)
+        entries = self.planner.entries
+
+        def deps_of(i: str) -> tuple[str, ...] | None:
+            if i == task_id:
+                return own
+            if graph is not None:
+                return graph.get(i)
+            e = entries.get(i)
+            return None if e is None else e.deps
+
+        for d in own:
             if d == task_id:
                 raise DependencyError(f"task {task_id!r}: depends on itself")
-            if d not in g:
+            if deps_of(d) is None:
                 raise DependencyError(f"task {task_id!r}: unknown dependency {d!r}")
         # A cycle through task_id: walk from its dependencies back to it.
-        stack, seen = list(g[task_id]), set()
+        stack, seen = list(own), set()
         while stack:
             cur = stack.pop()
             if cur == task_id:
@@ -204,7 +218,7 @@ class Engine:
             if cur in seen:
                 continue
             seen.add(cur)
-            stack.extend(g.get(cur, ()))
+            stack.extend(deps_of(cur) or ())
 
     def _resolve(self, task: Task) -> Resolved | None:
         fn = self.handlers.get(task.id)

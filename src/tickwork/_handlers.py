@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,26 @@ class Resolved:
     is_async: bool
 
 
+# inspect.signature dominates add_task's cost; one entry per live function, so adding
+# 100,000 tasks that share a handler inspects it once.
+_DESCRIBED: weakref.WeakKeyDictionary[Callable[..., Any], Resolved] = weakref.WeakKeyDictionary()
+
+
 def describe(fn: Callable[..., Any]) -> Resolved:
+    try:
+        hit = _DESCRIBED.get(fn)
+    except TypeError:  # not weak-referenceable or not hashable
+        return _describe(fn)
+    if hit is None:
+        hit = _describe(fn)
+        try:
+            _DESCRIBED[fn] = hit
+        except TypeError:
+            pass
+    return hit
+
+
+def _describe(fn: Callable[..., Any]) -> Resolved:
     try:
         sig = inspect.signature(fn)
         params = [

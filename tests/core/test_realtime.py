@@ -1,0 +1,160 @@
+"""Real threads and the real clock: no polling, exact timers, and a concurrency stress test.
+
+These poll with deadlines and assert generous bounds; precise latency lives in bench/.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tickwork import RetryPolicy, RunStatus, Scheduler, Task, TaskNotFoundError, at, every
+
+from .conftest import wait_for
+
+pytestmark = pytest.mark.realtime
+
+
+def _noop() -> None:
+    return None
+
+
+def test_idle_scheduler_does_not_poll() -> None:
+    # Seed weakness: a 100 ms ticker. Here the timer thread sleeps until the next due time.
+    s = Scheduler(timezone="UTC", max_workers=4)
+    schedule = every(hours=1, start_at=datetime.now(UTC) + timedelta(hours=1))
+    for i in range(100_000):
+        s.add_task(Task(id=f"t{i}", handler=_noop, schedule=schedule))
+    ticks = 0
+    tick = s._engine.tick
+
+    def counting_tick() -> Any:
+        nonlocal ticks
+        ticks += 1
+        return tick()
+
+    s._engine.tick = counting_tick  # type: ignore[method-assign]
+    s.start()
+    try:
+        wait_for(lambda: ticks >= 1)
+        time.sleep(0.05)
+        before_ticks = ticks
+        cpu0 = time.process_time()
+        time.sleep(1.0)
+        cpu = time.process_time() - cpu0
+        assert ticks == before_ticks  # no wake-up at all in a second
+        assert cpu < 0.2, f"idle scheduler used {cpu:.3f}s CPU in 1s"
+        assert s.get_stats()["total_runs"] == 0
+    finally:
+        s.stop()
+
+
+def test_due_task_starts_on_time() -> None:
+    s = Scheduler(timezone="UTC")
+    late: list[float] = []
+    with s:
+        for i in range(5):
+            due = time.time() + 0.15
+            s.add_task(Task(id=f"x{i}", handler=lambda due=due: late.append(time.time() - due),
+                            schedule=at(datetime.fromtimestamp(due, UTC))))
+            wait_for(lambda i=i: len(late) == i + 1)
+    assert all(-0.001 <= d < 0.2 for d in late), late
+
+
+def test_stress_concurrent_api_calls_while_running() -> None:
+    s = Scheduler(timezone="UTC", max_workers=8, retry_delay=0.01)
+    errors: list[BaseException] = []
+    removed: set[str] = set()
+    ids_lock = threading.Lock()
+    live: list[str] = []
+    counter = iter(range(10**9))
+
+    def handler(ctx: Any) -> None:
+        if random.random() < 0.2:
+            raise ValueError("flaky")
+        time.sleep(random.random() * 0.002)
+
+    def add() -> None:
+        tid = f"s{next(counter)}"
+        s.add_task(Task(id=tid, handler=handler, schedule=every(seconds=0.01),
+                        retry=RetryPolicy(max_retries=1, delay=timedelta(seconds=0.005))))
+        with ids_lock:
+            live.append(tid)
+
+    for _ in range(20):
+        add()
+    stop_at = time.monotonic() + 2.0
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            while time.monotonic() < stop_at:
+                op = rng.randrange(6)
+                if op == 0:
+                    add()
+                    continue
+                with ids_lock:
+                    if not live:
+                        continue
+                    tid = rng.choice(live)
+                    if op == 1:
+                        live.remove(tid)
+                        removed.add(tid)
+                try:
+                    if op == 1:
+                        s.remove_task(tid)
+                    elif op == 2:
+                        s.disable_task(tid)
+                    elif op == 3:
+                        s.enable_task(tid)
+                    elif op == 4:
+                        s.run_now(tid)
+                    else:
+                        s.get_task(tid)
+                        s.list_tasks()
+                        s.get_stats()
+                        s.get_history(tid, limit=5)
+                except TaskNotFoundError:
+                    # another thread removed it between our pick and the call
+                    with ids_lock:
+                        if tid not in removed:
+                            raise
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    s.start()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    s.stop(timeout=5)
+    assert errors == []
+    stats = s.get_stats()
+    assert stats["running_tasks"] == 0
+    assert s._engine.busy == 0
+    tasks = s.list_tasks()
+    assert sorted(t.id for t in tasks) == sorted(live)
+    assert stats["total_tasks"] == len(live)
+    hist = s.get_history(limit=100_000)
+    execs = [r for r in hist if r.status not in (RunStatus.SKIPPED, RunStatus.MISSED)]
+    assert stats["total_runs"] > 100
+    assert len(hist) < 10_000, "history overflowed; lower the load"
+    assert len(execs) == stats["total_runs"]
+    per_task: dict[str, int] = {}
+    for r in execs:
+        per_task[r.task_id] = per_task.get(r.task_id, 0) + 1
+    for t in tasks:
+        assert t.run_count == per_task.get(t.id, 0), t.id
+        fails = sum(1 for r in execs if r.task_id == t.id and r.status is not RunStatus.SUCCEEDED)
+        assert t.error_count == fails
+    removed_runs = sum(n for tid, n in per_task.items() if tid in removed)
+    assert sum(t.run_count for t in tasks) + removed_runs == stats["total_runs"]
+    assert stats["total_errors"] == sum(
+        1 for r in execs if r.status is not RunStatus.SUCCEEDED)
+    assert len({r.run_id for r in hist}) == len(hist)
