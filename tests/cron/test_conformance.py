@@ -45,7 +45,7 @@ ALLOWED_CRONSIM_BUGS = {
 }
 
 SEED = 20240331
-N_EXPR = 2500  # x 2 starts x (next, prev) -> ~10,000 comparisons
+N_EXPR = 2000  # x 2 starts x (next, prev) -> ~8,000 comparisons
 
 
 class _Hang(Exception):
@@ -55,7 +55,7 @@ class _Hang(Exception):
 class _GuardedCronSim(CronSim):
     """cronsim with a tick budget, so its known infinite loops end as _Hang."""
 
-    budget = 400_000
+    budget = 60_000
 
     def tick(self, seconds: int = 1) -> None:
         self.budget -= 1
@@ -280,7 +280,7 @@ def test_conformance_with_cronsim():
                 spot = not seconds and rng.random() < 0.05
                 _check(expr, seconds, zone, start, direction, bugs, examples, spot)
                 compared += 1
-    assert compared > 9000
+    assert compared > 7000
     # cronsim's bugs are rare: if they are not, the oracle or the categories are off
     assert sum(bugs.values()) < compared * 0.05, bugs
     print(f"\n{compared} comparisons; cronsim bugs found by the oracle: {dict(bugs)}")

@@ -221,3 +221,14 @@ def test_no_transition_zones_match_utc_arithmetic():
         offs = {d.utcoffset() for d in got}
         assert len(offs) == 1
         assert all((b - a).total_seconds() == 86400 for a, b in pairwise(got))
+
+
+def test_gap_run_instant_itself():
+    """The jump instant is a fire time of a fixed-time job whose wall time was skipped."""
+    tz = ZoneInfo(BERLIN)
+    c = CronExpression("42-48 2 12-28 * *", BERLIN)
+    jump = datetime(2022, 3, 27, 3, 0, tzinfo=tz)  # 01:00Z, Berlin 02:00 -> 03:00
+    assert c.matches(jump)
+    assert c.next(datetime(2022, 3, 27, 1, 59, 59, tzinfo=tz)) == jump
+    assert c.prev(datetime(2022, 3, 27, 3, 0, 1, tzinfo=tz)) == jump
+    assert not c.matches(datetime(2022, 3, 27, 3, 1, tzinfo=tz))

@@ -13,7 +13,7 @@ Every error is a ``CronSyntaxError`` naming the field and the offending text, e.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from tickwork._errors import CronSyntaxError
 
@@ -43,8 +43,7 @@ MACROS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class DaySpec:
+class DaySpec(NamedTuple):
     """Everything that decides whether a calendar day matches (hashable: it keys caches)."""
 
     dom: frozenset[int]  # plain days 1-31
@@ -58,8 +57,9 @@ class DaySpec:
     day_and: bool = True  # Vixie: AND when dom or dow starts with '*'
 
 
-@dataclass(frozen=True, slots=True)
-class CronSpec:
+class CronSpec(NamedTuple):
+    """A parsed expression. (NamedTuples, not dataclasses: construction is on the hot path.)"""
+
     seconds: tuple[int, ...]
     minutes: tuple[int, ...]
     hours: tuple[int, ...]
@@ -174,12 +174,30 @@ class _Field:
             out.add(lo + h % size)
 
 
+_ALL = tuple(tuple(range(_LO[i], _HI[i] + 1)) for i in range(6))
+_ALL_DOM = frozenset(range(1, 32))
+_ALL_DOW = frozenset(range(7))
+_EMPTY: frozenset[int] = frozenset()
+_EMPTY_NTH: frozenset[tuple[int, int]] = frozenset()
+_SINGLE = tuple({str(v): (v,) for v in range(_LO[i], _HI[i] + 1)} for i in range(6))
+
+
+def _quick(idx: int, text: str) -> tuple[int, ...] | None:
+    """The common shapes without building a parser object: '*', 'n', '*/n'."""
+    if text == "*":
+        return _ALL[idx]
+    hit = _SINGLE[idx].get(text)
+    if hit is not None:
+        return hit
+    if text[:2] == "*/" and text[2:].isdigit() and text[2:].isascii() and text[2] != "0":
+        return _ALL[idx][:: int(text[2:])] if idx != DOW else None
+    return None
+
+
 def _plain(f: _Field) -> tuple[int, ...]:
     """Parse a second/minute/hour/month field into a sorted tuple."""
     text = f.text
-    if text == "*":
-        return tuple(range(_LO[f.idx], _HI[f.idx] + 1))
-    if _DIGITS.issuperset(text):  # fast path: a single number
+    if _DIGITS.issuperset(text):  # a single number: the range error
         return (f.value(text, text),)
     if text == "?":
         raise f.error(text, "'?' is only allowed in day-of-month and day-of-week")
@@ -193,19 +211,14 @@ def _plain(f: _Field) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
-def _dom(f: _Field, days: dict[str, object]) -> bool:
-    """Parse day-of-month into ``days``; return whether the field counts as a star."""
+def _dom(f: _Field) -> tuple[frozenset[int], bool, bool, int, int]:
+    """Day-of-month: (days, L, LW, L-n offset or -1, nW day or 0)."""
     text = f.text
-    if text in ("*", "?"):
-        days["dom"] = frozenset(range(1, 32))
-        return True
     if text.startswith("L-"):
         n = text[2:]
         if not n or not _DIGITS.issuperset(n) or int(n) > 30:
             raise f.error(text, "expected L-n with n in 0-30")
-        days["dom"] = frozenset()
-        days["dom_last_offset"] = int(n)
-        return False
+        return _EMPTY, False, False, int(n), 0
     if text.endswith("W") and text != "LW" and "," not in text:
         n = text[:-1]
         if not n or not _DIGITS.issuperset(n):
@@ -213,18 +226,17 @@ def _dom(f: _Field, days: dict[str, object]) -> bool:
         v = int(n)
         if not 1 <= v <= 31:
             raise f.error(text, "expected nW with a day n in 1-31")
-        days["dom"] = frozenset()
-        days["dom_nearest"] = v
-        return False
+        return _EMPTY, False, False, -1, v
     out: set[int] = set()
+    last = last_wd = False
     for term in text.split(","):
         if not term:
             raise f.error(text, "empty list element")
         base = term.partition("/")[0]
         if base == "L":
-            days["dom_last"] = True
+            last = True
         elif base == "LW":
-            days["dom_last_weekday"] = True
+            last_wd = True
         elif "L" in term or "W" in term:
             why = "'L', 'LW', 'L-n' and 'nW' must be alone; nL is day-of-week syntax"
             if term.endswith("W") or term.startswith("L-"):
@@ -236,21 +248,19 @@ def _dom(f: _Field, days: dict[str, object]) -> bool:
             f.term(term, out)
         if base in ("L", "LW") and "/" in term:
             f.step(term.partition("/")[2], term)  # cronsim reads L/n as L; validate n
-    days["dom"] = frozenset(out)
-    return text.startswith("*")
+    return frozenset(out), last, last_wd, -1, 0
 
 
-def _dow(f: _Field, days: dict[str, object]) -> bool:
-    text = f.text
-    if text in ("*", "?"):
-        days["dow"] = frozenset(range(7))
-        return True
+def _dow(
+    f: _Field,
+) -> tuple[frozenset[int], frozenset[int], frozenset[tuple[int, int]]]:
+    """Day-of-week: (weekdays, nL weekdays, n#k pairs), Sunday = 0."""
     out: set[int] = set()
     last: set[int] = set()
     nth: set[tuple[int, int]] = set()
-    for term in text.split(","):
+    for term in f.text.split(","):
         if not term:
-            raise f.error(text, "empty list element")
+            raise f.error(f.text, "empty list element")
         if "#" in term:
             a, _, k = term.partition("#")
             if not k or not _DIGITS.issuperset(k) or not 1 <= int(k) <= 5:
@@ -267,10 +277,7 @@ def _dow(f: _Field, days: dict[str, object]) -> bool:
             raise f.error(term, "'W' is day-of-month syntax")
         else:
             f.term(term, out)
-    days["dow"] = frozenset(v % 7 for v in out)
-    days["dow_last"] = frozenset(last)
-    days["dow_nth"] = frozenset(nth)
-    return text.startswith("*")
+    return frozenset(v % 7 for v in out), frozenset(last), frozenset(nth)
 
 
 def parse(expr: str, seconds: bool = False, hash_key: str | None = None) -> CronSpec:
@@ -286,7 +293,8 @@ def parse(expr: str, seconds: bool = False, hash_key: str | None = None) -> Cron
         if macro is None or len(parts) != 1:
             known = ", ".join(m.lower() for m in MACROS)
             raise CronSyntaxError(f"cron: unknown macro {expr.strip()!r} (known: {known})")
-        parts = origs = macro.split()
+        parts = macro.split()
+        origs = list(parts)
         has_seconds = False
     else:
         want = 6 if seconds else 5
@@ -297,40 +305,44 @@ def parse(expr: str, seconds: bool = False, hash_key: str | None = None) -> Cron
                 f"cron: expected {want} fields ({names}), got {len(parts)} in {expr!r}{hint}"
             )
     if not has_seconds:
-        parts = ["0", *parts]
-        origs = ["0", *origs]
+        parts.insert(0, "0")
+        origs.insert(0, "0")
     if len(origs) != len(parts):  # exotic case mappings; messages then show upper case
         origs = parts
-    fields = [_Field(i, parts[i], origs[i], expr, hash_key) for i in range(6)]
-    days: dict[str, object] = {}
-    dom_star = _dom(fields[DOM], days)
-    dow_star = _dow(fields[DOW], days)
+
+    def field(i: int) -> _Field:
+        return _Field(i, parts[i], origs[i], expr, hash_key)
+
+    sec_t, min_t, hour_t, dom_t, mon_t, dow_t = parts
+    secs = _quick(SECOND, sec_t) or _plain(field(SECOND))
+    mins = _quick(MINUTE, min_t) or _plain(field(MINUTE))
+    hours = _quick(HOUR, hour_t) or _plain(field(HOUR))
+    months = _quick(MONTH, mon_t) or _plain(field(MONTH))
+    dom_star = dom_t == "*" or dom_t == "?"
+    if dom_star:
+        dom, last, last_wd, last_off, near = _ALL_DOM, False, False, -1, 0
+    else:
+        dom, last, last_wd, last_off, near = _dom(field(DOM))
+        dom_star = dom_t[0] == "*"
+    dow_star = dow_t == "*" or dow_t == "?"
+    if dow_star:
+        dow, dow_last, dow_nth = _ALL_DOW, _EMPTY, _EMPTY_NTH
+    else:
+        dow, dow_last, dow_nth = _dow(field(DOW))
+        dow_star = dow_t[0] == "*"
     day_and = dom_star or dow_star
-    day_spec = DaySpec(day_and=day_and, **days)  # type: ignore[arg-type]
-    months = _plain(fields[MONTH])
-    spec = CronSpec(
-        seconds=_plain(fields[SECOND]),
-        minutes=_plain(fields[MINUTE]),
-        hours=_plain(fields[HOUR]),
-        months=months,
-        days=day_spec,
-        fixed_time=not has_seconds
-        and not parts[MINUTE].startswith("*")
-        and not parts[HOUR].startswith("*"),
-        fields=tuple(parts),
-        has_seconds=has_seconds,
-    )
-    if day_and:
-        _check_possible(spec, fields[DOM])
+    days = DaySpec(dom, last, last_wd, last_off, near, dow, dow_last, dow_nth, day_and)
+    fixed = not has_seconds and min_t[0] != "*" and hour_t[0] != "*"
+    spec = CronSpec(secs, mins, hours, months, days, fixed, tuple(parts), has_seconds)
+    if day_and and not last and not last_wd and last_off < 0:
+        smallest = near or min(dom)
+        if smallest > 28:
+            _check_possible(spec, smallest, field(DOM))
     return spec
 
 
-def _check_possible(spec: CronSpec, f: _Field) -> None:
+def _check_possible(spec: CronSpec, smallest: int, f: _Field) -> None:
     """Reject ANDed dates that cannot exist (CRON.md section 2): ``0 0 30 2 *``."""
-    d = spec.days
-    if d.dom_last or d.dom_last_weekday or d.dom_last_offset >= 0:
-        return
-    smallest = d.dom_nearest or min(d.dom)
     longest = max(MAX_DAYS[m] for m in spec.months)
     if smallest > longest:
         months = spec.fields[MONTH]

@@ -3,8 +3,8 @@
 The cron search runs in naive wall time and needs, for an instant ``u``, the segment
 ``[start, end)`` of instants around it with one offset, plus the offset just before
 ``start``. ``zoneinfo`` does not expose its transition table, so transitions are found
-by probing ``utcoffset`` once a day over a UTC year and bisecting to the second where
-it changes; the result is cached per (zone, year). Two transitions within one day that
+by probing ``utcoffset`` once a week over a UTC year and bisecting to the second where
+it changes; the result is cached per (zone, year). Two transitions within one week that
 cancel each other would be missed; no zone in the tz database does that.
 
 Segments are also cut at every 1 January 00:00 UTC (a "pseudo" transition with the same
@@ -15,17 +15,24 @@ the lookup to one cached year.
 from __future__ import annotations
 
 import bisect
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 
 FAR = 1 << 62  # beyond any representable instant
 _SECOND = timedelta(seconds=1)
 _DAY = 86400
+# Probe step. A transition is found if the offset differs at the two ends of a step, so two
+# transitions that undo each other within one step would be missed; in the tz database
+# they are always weeks apart (the closest are Ramadan suspensions of DST, ~30 days).
+_PROBE = 7 * _DAY
 _MIN_YEAR = 2
 _MAX_YEAR = 9998
 
 # (start, end, offset before start, offset) - all in seconds, instants as Unix time
 Segment = tuple[int, int, int, int]
 
+_FIXED_KEYS = frozenset(
+    ("UTC", "GMT", "UCT", "Zulu", "Universal", "Greenwich", "GMT0", "GMT+0", "GMT-0")
+)
 _year_cache: dict[tuple[tzinfo, int], tuple[tuple[int, int, int], ...]] = {}
 
 
@@ -53,7 +60,7 @@ def _transitions(tz: tzinfo, year: int) -> tuple[tuple[int, int, int], ...]:
     end = _year_start(year + 1) - 1
     off_a = _offset(tz, a)
     while a < end:
-        b = min(a + _DAY, end)
+        b = min(a + _PROBE, end)
         off_b = _offset(tz, b)
         lo = a
         while off_b != off_a:  # one or more changes in (lo, b]: find the first
@@ -90,6 +97,9 @@ class Timeline:
         if isinstance(tz, timezone):
             delta = tz.utcoffset(None)
             off = delta // _SECOND
+        elif str(tz) in _FIXED_KEYS or str(tz).startswith("Etc/"):
+            # the tz database's fixed zones (Etc/GMT+5, UTC, ...) never change offset
+            off = _offset(tz, 0)
         self.fixed = off
 
     def segment(self, u: int) -> Segment:
@@ -121,4 +131,14 @@ class Timeline:
         return (start, end, off_prev, off)
 
 
-UTC_TIMELINE = Timeline(UTC)
+_timelines: dict[tzinfo, Timeline] = {}
+
+
+def timeline(tz: tzinfo) -> Timeline:
+    """The (shared) Timeline of ``tz``."""
+    tl = _timelines.get(tz)
+    if tl is None:
+        if len(_timelines) > 256:
+            _timelines.clear()
+        tl = _timelines[tz] = Timeline(tz)
+    return tl

@@ -48,7 +48,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tickwork._errors import InvalidScheduleError
 from tickwork.schedules._cron_parse import CronSpec, DaySpec, parse
-from tickwork.schedules._cron_tz import Segment, Timeline
+from tickwork.schedules._cron_tz import Segment, timeline
 
 __all__ = ["CronExpression"]
 
@@ -58,16 +58,17 @@ _MIN_WALL = (date(1, 1, 2).toordinal() - _EPOCH_ORD) * _DAY
 _MAX_WALL = (date(9999, 12, 31).toordinal() - _EPOCH_ORD) * _DAY
 _UTC = UTC
 _MDAYS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_NO_HINT = -(1 << 63)
 
-# (wall seconds, year, month, day, hour, minute, second)
-_Wall = tuple[int, int, int, int, int, int, int]
-# per month: (next matching day >= d, prev matching day <= d, ordinal of the 1st)
+# A wall time: (wall seconds since 1970-01-01 00:00, year, month, day, minute of day, second)
+_Wall = tuple[int, int, int, int, int, int]
+# per month: (next matching day >= d, prev matching day <= d, wall seconds of day 0)
 _Month = tuple[tuple[int, ...], tuple[int, ...], int]
+_Tables = tuple[tuple[int, ...], ...]
 
 
-@lru_cache(maxsize=256)
 def _next_table(values: tuple[int, ...], size: int) -> tuple[int, ...]:
-    """t[i] = smallest allowed value >= i, or -1; has one extra -1 slot at index ``size``."""
+    """t[i] = smallest allowed value >= i, or -1; one extra -1 slot at index ``size``."""
     out = [-1] * (size + 1)
     nxt = -1
     allowed = set(values)
@@ -78,10 +79,9 @@ def _next_table(values: tuple[int, ...], size: int) -> tuple[int, ...]:
     return tuple(out)
 
 
-@lru_cache(maxsize=256)
 def _prev_table(values: tuple[int, ...], size: int) -> tuple[int, ...]:
-    """t[i] = largest allowed value <= i, or -1; index -1 (the extra last slot) gives -1."""
-    out = [-1] * (size + 1)
+    """t[i] = largest allowed value <= i, or -1."""
+    out = [-1] * size
     prv = -1
     allowed = set(values)
     for i in range(size):
@@ -89,6 +89,23 @@ def _prev_table(values: tuple[int, ...], size: int) -> tuple[int, ...]:
             prv = i
         out[i] = prv
     return tuple(out)
+
+
+@lru_cache(maxsize=512)
+def _tables(seconds: tuple[int, ...], months: tuple[int, ...]) -> _Tables:
+    return (
+        _next_table(seconds, 60),
+        _prev_table(seconds, 60),
+        _next_table(months, 13),
+        _prev_table(months, 13),
+    )
+
+
+@lru_cache(maxsize=512)
+def _tod_tables(hours: tuple[int, ...], minutes: tuple[int, ...]) -> _Tables:
+    """Next/prev allowed minute of the day (hour * 60 + minute); built on first use."""
+    allowed = {h * 60 + m for h in hours for m in minutes}
+    return _next_table(tuple(allowed), 1440), _prev_table(tuple(allowed), 1440)
 
 
 @lru_cache(maxsize=4096)
@@ -173,15 +190,15 @@ class CronExpression:
 
     __slots__ = (
         "_fixed_rule",
+        "_hint",
+        "_last",
         "_months",
-        "_nh",
-        "_nm",
         "_nmo",
         "_ns",
-        "_ph",
-        "_pm",
+        "_ntod",
         "_pmo",
         "_ps",
+        "_ptod",
         "_seg",
         "_spec",
         "_timeline",
@@ -204,25 +221,31 @@ class CronExpression:
         self.hash_key = hash_key
         self.timezone = _zone(timezone)
         self._spec = spec
-        self._timeline = Timeline(self.timezone)
-        self._seg: Segment = (0, 0, 0, 0)
+        self._timeline = timeline(self.timezone)
         self._fixed_rule = spec.fixed_time
+        self._ns, self._ps, self._nmo, self._pmo = _tables(spec.seconds, spec.months)
+        # Built on first use (see _search_tables), so that constructing stays cheap.
+        self._ntod: tuple[int, ...] = ()
+        self._ptod: tuple[int, ...] = ()
         self._months: dict[int, _Month] = {}
-        self._ns = _next_table(spec.seconds, 60)
-        self._nm = _next_table(spec.minutes, 60)
-        self._nh = _next_table(spec.hours, 24)
-        self._nmo = _next_table(spec.months, 13)
-        self._ps = _prev_table(spec.seconds, 60)
-        self._pm = _prev_table(spec.minutes, 60)
-        self._ph = _prev_table(spec.hours, 24)
-        self._pmo = _prev_table(spec.months, 13)
+        # Caches for sequential use; each is one tuple, replaced atomically (thread-safe).
+        self._seg: Segment = (0, 0, 0, 0)  # the segment used last
+        self._last: tuple[int, datetime | None] = (0, None)  # last result's instant, result
+        # (u, year, month, day, minute of day, second): the wall time of instant u, valid
+        # when u is one second after the last result and in the same segment
+        self._hint: tuple[int, int, int, int, int, int] = (_NO_HINT, 0, 0, 0, 0, 0)
 
     # -- public API -----------------------------------------------------------------------
 
     def next(self, after: datetime) -> datetime | None:
         """The first fire time strictly after ``after`` (microseconds are dropped first)."""
-        r = self._next_from(self._epoch(after) + 1)
-        return None if r is None else r[1]
+        last = self._last
+        u = last[0] if after is last[1] else self._epoch(after)
+        r = self._next_from(u + 1)
+        if r is None:
+            return None
+        self._last = r
+        return r[1]
 
     def prev(self, before: datetime) -> datetime | None:
         """The last fire time strictly before ``before``."""
@@ -301,26 +324,38 @@ class CronExpression:
 
     def _emit(self, w: _Wall, seg: Segment) -> tuple[int, datetime]:
         """The fire instant of matching wall time ``w`` inside ``seg``'s window."""
-        start, _, off_prev, off = seg
-        inst = w[0] - off
+        start, end, off_prev, off = seg
+        wall, y, mo, d, tod, s = w
+        inst = wall - off
         tz = self.timezone
         if inst < start:  # fixed-time rule, a wall time skipped by spring-forward
             return start, datetime.fromtimestamp(start, tz)
-        fold = 1 if off_prev > off and w[0] < start + off_prev else 0
-        return inst, datetime(w[1], w[2], w[3], w[4], w[5], w[6], tzinfo=tz, fold=fold)
-
-    # -- search -----------------------------------------------------------------------------
+        fold = 1 if off_prev > off and wall < start + off_prev else 0
+        dt = datetime(y, mo, d, tod // 60, tod % 60, s, tzinfo=tz, fold=fold)
+        if inst + 1 < end:
+            u = inst + 1
+            self._hint = (u, y, mo, d, tod, s + 1) if s < 59 else (u, y, mo, d, tod + 1, 0)
+        return inst, dt
 
     def _next_from(self, u: int) -> tuple[int, datetime] | None:
         """The first fire instant >= u, as (unix seconds, datetime)."""
-        seg = self._segment(u)
+        seg = self._seg
+        if not seg[0] <= u < seg[1]:
+            seg = self._segment(u)
         fixed = self._fixed_rule
-        lo = u + seg[3]
-        a = seg[0] + (seg[2] if fixed else seg[3])
-        if lo < a:
-            lo = a
-        w = self._next_wall(lo)
-        known_lo = lo
+        hint = self._hint
+        if hint[0] == u:
+            w = self._next_wall(hint[1], hint[2], hint[3], hint[4], hint[5])
+            known_lo = u + seg[3]
+        else:
+            lo = u + seg[3]
+            a = seg[0] + (seg[2] if fixed else seg[3])
+            if lo < a or u == seg[0]:
+                # from the segment's first instant on, its whole window counts: under the
+                # fixed-time rule that includes the gap's wall times, which fire at seg[0]
+                lo = a
+            w = self._next_wall_at(lo)
+            known_lo = lo
         while w is not None:
             if w[0] < seg[1] + seg[3]:
                 try:
@@ -330,7 +365,7 @@ class CronExpression:
             seg = self._segment(seg[1])
             a = seg[0] + (seg[2] if fixed else seg[3])
             if not known_lo <= a <= w[0]:
-                w = self._next_wall(a)
+                w = self._next_wall_at(a)
                 known_lo = a
         return None
 
@@ -340,7 +375,7 @@ class CronExpression:
         fixed = self._fixed_rule
         hi = u + seg[3]
         known_hi = hi
-        w = self._prev_wall(hi)
+        w = self._prev_wall_at(hi)
         while w is not None:
             a = seg[0] + (seg[2] if fixed else seg[3])
             if w[0] >= a:
@@ -353,38 +388,58 @@ class CronExpression:
             seg = self._segment(seg[0] - 1)
             hi = seg[1] + seg[3] - 1
             if not w[0] <= hi <= known_hi:
-                w = self._prev_wall(hi)
+                w = self._prev_wall_at(hi)
                 known_hi = hi
         return None
 
     def _month(self, y: int, mo: int) -> _Month:
-        key = y * 13 + mo
-        tab = self._months.get(key)
-        if tab is None:
-            if len(self._months) > 2048:
-                self._months.clear()
-            first_wd, ndays = calendar.monthrange(y, mo)
-            nd, pd = _day_table(self._spec.days, ndays, (first_wd + 1) % 7)
-            tab = (nd, pd, date(y, mo, 1).toordinal())
-            self._months[key] = tab
+        first = date(y, mo, 1).toordinal()
+        ndays = 29 if mo == 2 and calendar.isleap(y) else _MDAYS[mo]
+        # cron weekday of the 1st: ordinal 1 (0001-01-01) was a Monday, so ordinal % 7
+        nd, pd = _day_table(self._spec.days, ndays, first % 7)
+        tab = (nd, pd, (first - 1 - _EPOCH_ORD) * _DAY)
+        if len(self._months) > 2048:
+            self._months.clear()
+        self._months[y * 13 + mo] = tab
         return tab
 
     def _never(self) -> bool:
         return not _can_match(self._spec.days, self._spec.months)
 
-    def _next_wall(self, lo: int) -> _Wall | None:
-        """The first matching wall time >= ``lo`` (wall seconds since 1970-01-01 00:00)."""
+    def _search_tables(self) -> None:
+        self._ntod, self._ptod = _tod_tables(self._spec.hours, self._spec.minutes)
+
+    def _next_wall_at(self, lo: int) -> _Wall | None:
         if lo > _MAX_WALL:
             return None
         if lo < _MIN_WALL:
             lo = _MIN_WALL
         days, rem = divmod(lo, _DAY)
         dd = date.fromordinal(days + _EPOCH_ORD)
-        y, mo, d = dd.year, dd.month, dd.day
-        h, rem = divmod(rem, 3600)
-        mi, s = divmod(rem, 60)
-        nmo, nh, nm, ns = self._nmo, self._nh, self._nm, self._ns
-        months = self._months
+        tod, s = divmod(rem, 60)
+        return self._next_wall(dd.year, dd.month, dd.day, tod, s)
+
+    def _prev_wall_at(self, hi: int) -> _Wall | None:
+        if hi < _MIN_WALL:
+            return None
+        if hi > _MAX_WALL:
+            hi = _MAX_WALL
+        days, rem = divmod(hi, _DAY)
+        dd = date.fromordinal(days + _EPOCH_ORD)
+        tod, s = divmod(rem, 60)
+        return self._prev_wall(dd.year, dd.month, dd.day, tod, s)
+
+    def _next_wall(self, y: int, mo: int, d: int, tod: int, s: int) -> _Wall | None:
+        """The first matching wall time at or after the given one.
+
+        Field by field: month, day (per-month table), minute of the day, second. Each
+        "no value left" carries into the next larger unit, whose reset restarts the rest.
+        """
+        ntod = self._ntod
+        if not ntod:
+            self._search_tables()
+            ntod = self._ntod
+        nmo, ns, months = self._nmo, self._ns, self._months
         empty = 0
         while True:
             m2 = nmo[mo]
@@ -395,7 +450,7 @@ class CronExpression:
                         return None
                     m2 = nmo[1]
                 mo = m2
-                d, h, mi, s = 1, 0, 0, 0
+                d, tod, s = 1, 0, 0
             tab = months.get(y * 13 + mo) or self._month(y, mo)
             d2 = tab[0][d]
             if d2 != d:
@@ -405,49 +460,34 @@ class CronExpression:
                         if empty == 12 and self._never():
                             return None
                     mo += 1
-                    d, h, mi, s = 1, 0, 0, 0
+                    d, tod, s = 1, 0, 0
                     continue
                 d = d2
-                h, mi, s = 0, 0, 0
-            h2 = nh[h]
-            if h2 != h:
-                if h2 < 0:
+                tod, s = 0, 0
+            t2 = ntod[tod]
+            if t2 != tod:
+                if t2 < 0:
                     d += 1
-                    h, mi, s = 0, 0, 0
+                    tod, s = 0, 0
                     continue
-                h = h2
-                mi, s = 0, 0
-            m2 = nm[mi]
-            if m2 != mi:
-                if m2 < 0:
-                    h += 1
-                    mi, s = 0, 0
-                    continue
-                mi = m2
+                tod = t2
                 s = 0
             s2 = ns[s]
             if s2 != s:
                 if s2 < 0:
-                    mi += 1
+                    tod += 1
                     s = 0
                     continue
                 s = s2
-            wall = (tab[2] + d - 1 - _EPOCH_ORD) * _DAY + h * 3600 + mi * 60 + s
-            return (wall, y, mo, d, h, mi, s)
+            return (tab[2] + d * _DAY + tod * 60 + s, y, mo, d, tod, s)
 
-    def _prev_wall(self, hi: int) -> _Wall | None:
-        """The last matching wall time <= ``hi``."""
-        if hi < _MIN_WALL:
-            return None
-        if hi > _MAX_WALL:
-            hi = _MAX_WALL
-        days, rem = divmod(hi, _DAY)
-        dd = date.fromordinal(days + _EPOCH_ORD)
-        y, mo, d = dd.year, dd.month, dd.day
-        h, rem = divmod(rem, 3600)
-        mi, s = divmod(rem, 60)
-        pmo, ph, pm, ps = self._pmo, self._ph, self._pm, self._ps
-        months = self._months
+    def _prev_wall(self, y: int, mo: int, d: int, tod: int, s: int) -> _Wall | None:
+        """The last matching wall time at or before the given one (mirror of _next_wall)."""
+        ptod = self._ptod
+        if not ptod:
+            self._search_tables()
+            ptod = self._ptod
+        pmo, ps, months = self._pmo, self._ps, self._months
         empty = 0
         while True:
             m2 = pmo[mo]
@@ -458,7 +498,7 @@ class CronExpression:
                         return None
                     m2 = pmo[12]
                 mo = m2
-                d, h, mi, s = 31, 23, 59, 59
+                d, tod, s = 31, 1439, 59
             tab = months.get(y * 13 + mo) or self._month(y, mo)
             d2 = tab[1][d]
             if d2 != d:
@@ -468,53 +508,32 @@ class CronExpression:
                         if empty == 12 and self._never():
                             return None
                     mo -= 1
-                    d, h, mi, s = 31, 23, 59, 59
+                    d, tod, s = 31, 1439, 59
                     continue
                 d = d2
-                h, mi, s = 23, 59, 59
-            # Underflows step back explicitly: index -1 of a prev table is -1, which
-            # could not be told apart from an hour/minute/second of -1.
-            h2 = ph[h]
-            if h2 != h:
-                if h2 < 0:
+                tod, s = 1439, 59
+            t2 = ptod[tod]
+            if t2 != tod:
+                if t2 < 0:
                     d -= 1
-                    h, mi, s = 23, 59, 59
+                    tod, s = 1439, 59
                     if d == 0:
                         mo -= 1
                         d = 31
                     continue
-                h = h2
-                mi, s = 59, 59
-            m2 = pm[mi]
-            if m2 != mi:
-                if m2 < 0:
-                    h -= 1
-                    mi, s = 59, 59
-                    if h < 0:
-                        d -= 1
-                        h = 23
-                        if d == 0:
-                            mo -= 1
-                            d = 31
-                    continue
-                mi = m2
+                tod = t2
                 s = 59
             s2 = ps[s]
             if s2 != s:
                 if s2 < 0:
-                    mi -= 1
+                    tod -= 1
                     s = 59
-                    if mi < 0:
-                        mi = 59
-                        h -= 1
-                        if h < 0:
-                            d -= 1
-                            h = 23
-                            if d == 0:
-                                mo -= 1
-                                d = 31
+                    if tod < 0:
+                        d -= 1
+                        tod = 1439
+                        if d == 0:
+                            mo -= 1
+                            d = 31
                     continue
                 s = s2
-            wall = (tab[2] + d - 1 - _EPOCH_ORD) * _DAY + h * 3600 + mi * 60 + s
-            return (wall, y, mo, d, h, mi, s)
-
+            return (tab[2] + d * _DAY + tod * 60 + s, y, mo, d, tod, s)
