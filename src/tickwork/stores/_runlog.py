@@ -34,11 +34,11 @@ class RunEntry:
     ts: float
     task_id: str
     data: dict[str, Any]
-    line: str | None = None  # cached JSON text, so unchanged records are not re-encoded
+    line: bytes | None = None  # cached UTF-8 JSON, so unchanged records are not re-encoded
 
-    def json(self) -> str:
+    def json(self) -> bytes:
         if self.line is None:
-            self.line = dump_json(self.data)
+            self.line = dump_json(self.data).encode("utf-8")
         return self.line
 
 
