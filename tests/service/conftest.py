@@ -99,7 +99,7 @@ def live_server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
 
     def slow(ctx: TaskContext) -> dict[str, Any]:
         ctx.wait(0.3)
-        return {"output": f"done {ctx.run_id[:8]}"}
+        return {"output": f"done {ctx.run_id[-8:]} attempt {ctx.attempt}"}
 
     s.add_task(Task(id="report", name="Nightly <b>report</b>", handler=slow,
                     schedule=every(hours=6)))

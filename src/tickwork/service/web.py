@@ -216,7 +216,7 @@ def timeline_svg(task_ids: list[str], records: list[RunRecord], now: datetime,
         if r.task_id not in ids:
             ids.append(r.task_id)
     height = top + row_h * max(len(ids), 1) + 8
-    width = label_w + chart_w + 10
+    width = label_w + chart_w + 24  # room for the last tick label
 
     def x(dt: datetime) -> float:
         return label_w + max(0.0, min(1.0, (dt - start).total_seconds() / span)) * chart_w
