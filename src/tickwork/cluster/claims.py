@@ -220,6 +220,7 @@ _CLAIM = f"""
 WITH c AS (
     SELECT r.seq FROM tw_run r LEFT JOIN tw_task t ON t.id = r.task_id
     WHERE r.status = 'pending' AND r.not_before <= now()
+      -- cheap checks first, each an index probe per candidate: the walk stops at n
       -- dependencies: wait while one never finished, is running, or failed (skip above)
       AND (t.id IS NULL OR cardinality(t.dependencies) = 0 OR NOT EXISTS (
           SELECT 1 FROM tw_task u WHERE u.id = ANY(t.dependencies)

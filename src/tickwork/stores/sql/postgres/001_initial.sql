@@ -79,6 +79,8 @@ CREATE UNIQUE INDEX tw_run_occurrence ON tw_run (task_id, scheduled_for, manual)
 CREATE INDEX tw_run_ready ON tw_run (priority DESC, scheduled_for, seq) WHERE status = 'pending';
 CREATE INDEX tw_run_lease ON tw_run (lease_until) WHERE status = 'running';
 CREATE INDEX tw_run_task_status ON tw_run (task_id, status) WHERE status IN ('pending', 'running');
+-- The claim's "oldest ready run of its task" probe.
+CREATE INDEX tw_run_task_pending ON tw_run (task_id, scheduled_for, seq) WHERE status = 'pending';
 -- max_instances = 1: at most one running row per exclusive task, enforced by the database.
 CREATE UNIQUE INDEX tw_run_one ON tw_run (task_id) WHERE status = 'running' AND exclusive;
 CREATE INDEX tw_run_task_time ON tw_run (task_id, sort_ts DESC, seq DESC);
