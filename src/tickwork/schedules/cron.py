@@ -331,10 +331,16 @@ class CronExpression:
         if inst < start:  # fixed-time rule, a wall time skipped by spring-forward
             return start, datetime.fromtimestamp(start, tz)
         fold = 1 if off_prev > off and wall < start + off_prev else 0
-        dt = datetime(y, mo, d, tod // 60, tod % 60, s, tzinfo=tz, fold=fold)
+        h, mi = divmod(tod, 60)
+        dt = datetime(y, mo, d, h, mi, s, tzinfo=tz, fold=fold)
         if inst + 1 < end:
-            u = inst + 1
-            self._hint = (u, y, mo, d, tod, s + 1) if s < 59 else (u, y, mo, d, tod + 1, 0)
+            # where the search for the next fire after this one starts; jumping to the next
+            # minute right away when no later second of this minute is allowed
+            s += 1
+            if s == 60 or self._ns[s] < 0:
+                self._hint = (inst + 1, y, mo, d, tod + 1, 0)
+            else:
+                self._hint = (inst + 1, y, mo, d, tod, s)
         return inst, dt
 
     def _next_from(self, u: int) -> tuple[int, datetime] | None:
