@@ -494,6 +494,9 @@ class Engine:
                     resolved = self._resolve(t)
                     self._set_resolved(tid, resolved)
                     if resolved is not None:
+                        # Adopted: from now on its state is written like any task's (the
+                        # stored dict was only kept verbatim while nothing could run it).
+                        self.raw.pop(tid, None)
                         self.planner.set_runnable(tid, True)
         self._poke()
 
