@@ -28,12 +28,13 @@ import pickle
 import platform
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,17 @@ from tickwork.stores import JsonTaskStore, MemoryTaskStore, SqliteTaskStore
 from tickwork.stores.base import TaskStore
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
+APS = "APScheduler SQLAlchemyJobStore (sqlite)"
+ROUNDS = 5
+
+
+def aps_version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version("apscheduler")
+    except Exception:
+        return None
 
 
 def make_task(i: int) -> Task:
@@ -54,16 +66,26 @@ def make_task(i: int) -> Task:
                 metadata={"team": "ops"}, next_run=NOW + timedelta(minutes=5))
 
 
-def timed(ops: int, fn: Callable[[int], None]) -> float:
-    """Mean microseconds per call over ``ops`` calls, after one warm-up call."""
-    fn(-1)
+@dataclass
+class Subject:
+    """One backend under test: ``add(k)`` and ``run(k)`` do the k-th timed operation."""
+
+    add: Callable[[int], None]
+    run: Callable[[int], None]
+    close: Callable[[], None]
+    add_us: list[float] = field(default_factory=list)  # per-round means
+    run_us: list[float] = field(default_factory=list)
+
+
+def timed(fn: Callable[[int], None], first: int, ops: int) -> float:
+    """Mean microseconds per call of ``fn(first) .. fn(first + ops - 1)``."""
     t0 = time.perf_counter()
-    for k in range(ops):
+    for k in range(first, first + ops):
         fn(k)
     return (time.perf_counter() - t0) / ops * 1e6
 
 
-def bench_tickwork(store: TaskStore, n: int, ops: int) -> dict[str, float]:
+def tickwork_subject(store: TaskStore, n: int) -> Subject:
     store.replace_tasks([task_to_dict(make_task(i), handler_ref="bench.jobs:work")
                          for i in range(n)], NOW)
     rng = random.Random(1)
@@ -83,14 +105,11 @@ def bench_tickwork(store: TaskStore, n: int, ops: int) -> dict[str, float]:
         store.record_run(task_to_dict(t, handler_ref="bench.jobs:work", last_scheduled=at),
                          rec, at)
 
-    out = {"add_us": timed(ops, add), "run_us": timed(ops, run)}
-    store.close()
-    return out
+    return Subject(add, run, store.close)
 
 
-def bench_apscheduler(folder: Path, n: int, ops: int) -> dict[str, float] | str:
+def apscheduler_subject(folder: Path, n: int) -> Subject | str:
     try:
-        import apscheduler
         from apscheduler.job import Job
         from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
         from apscheduler.schedulers.background import BackgroundScheduler
@@ -114,7 +133,7 @@ def bench_apscheduler(folder: Path, n: int, ops: int) -> dict[str, float] | str:
              "job_state": pickle.dumps(j.__getstate__(), store.pickle_protocol)}
             for j in map(job, range(n))])
     rng = random.Random(1)
-    jobs = {}
+    jobs: dict[int, Any] = {}
 
     def add(k: int) -> None:
         store.add_job(job(n + 1 + k))
@@ -125,10 +144,7 @@ def bench_apscheduler(folder: Path, n: int, ops: int) -> dict[str, float] | str:
         j.next_run_time = NOW + timedelta(minutes=5 * (k + 2))
         store.update_job(j)
 
-    out = {"add_us": timed(ops, add), "run_us": timed(ops, run),
-           "version": apscheduler.__version__}
-    store.shutdown()
-    return out
+    return Subject(add, run, store.shutdown)
 
 
 def fs_type(path: Path) -> str:
@@ -147,24 +163,47 @@ def main() -> None:
                     help="where the store files go (a real disk, not tmpfs; default bench/)")
     args = ap.parse_args()
     n = 1_000 if args.quick else 10_000
-    ops = {"sqlite": 50 if args.quick else 300, "json": 20 if args.quick else 100,
-           "memory": 200 if args.quick else 2000, "aps": 30 if args.quick else 150}
+    q = args.quick
+    ops = {"tickwork SqliteTaskStore": 10 if q else 60,
+           "tickwork JsonTaskStore": 4 if q else 20,
+           "tickwork MemoryTaskStore (not durable)": 50 if q else 400,
+           APS: 6 if q else 30}
     folder = Path(tempfile.mkdtemp(prefix="store-bench-", dir=args.dir))
     results: dict[str, Any] = {
-        "tasks": n, "ops": ops, "dir": str(folder), "fs": fs_type(folder),
-        "python": platform.python_version(), "backends": {},
+        "tasks": n, "rounds": ROUNDS, "ops_per_round": ops, "dir": str(folder),
+        "fs": fs_type(folder), "python": platform.python_version(),
+        "apscheduler": aps_version(), "backends": {},
     }
+    subjects: dict[str, Subject | str] = {}
     try:
-        b = results["backends"]
-        b["tickwork SqliteTaskStore"] = bench_tickwork(
-            SqliteTaskStore(folder / "tickwork.db"), n, ops["sqlite"])
-        b["tickwork JsonTaskStore"] = bench_tickwork(
-            JsonTaskStore(folder / "tickwork.json"), n, ops["json"])
-        b["tickwork MemoryTaskStore (not durable)"] = bench_tickwork(
-            MemoryTaskStore(), n, ops["memory"])
-        aps = bench_apscheduler(folder, n, ops["aps"])
-        b["APScheduler SQLAlchemyJobStore (sqlite)"] = aps
+        subjects["tickwork SqliteTaskStore"] = tickwork_subject(
+            SqliteTaskStore(folder / "tickwork.db"), n)
+        subjects["tickwork JsonTaskStore"] = tickwork_subject(
+            JsonTaskStore(folder / "tickwork.json"), n)
+        subjects["tickwork MemoryTaskStore (not durable)"] = tickwork_subject(
+            MemoryTaskStore(), n)
+        subjects[APS] = apscheduler_subject(folder, n)
+        live = {k: v for k, v in subjects.items() if isinstance(v, Subject)}
+        for sub in live.values():  # warm-up: first-call costs are not the steady state
+            sub.add(-1)
+            sub.run(-1)
+        # Round-robin, so that a burst of load on a shared machine hits every backend
+        # alike; each backend's figure is the median of its per-round means.
+        for r in range(ROUNDS):
+            for name, sub in live.items():
+                k = r * ops[name]
+                sub.add_us.append(timed(sub.add, k, ops[name]))
+                sub.run_us.append(timed(sub.run, k, ops[name]))
+        for name, entry in subjects.items():
+            results["backends"][name] = entry if isinstance(entry, str) else {
+                "add_us": statistics.median(entry.add_us),
+                "run_us": statistics.median(entry.run_us),
+                "add_us_rounds": entry.add_us, "run_us_rounds": entry.run_us,
+            }
     finally:
+        for entry in subjects.values():
+            if isinstance(entry, Subject):
+                entry.close()
         shutil.rmtree(folder, ignore_errors=True)
     report(results)
     if args.json:
@@ -173,9 +212,10 @@ def main() -> None:
 
 def report(results: dict[str, Any]) -> None:
     b = results["backends"]
-    aps = b.get("APScheduler SQLAlchemyJobStore (sqlite)")
+    aps = b.get(APS)
     print(f"store bench: {results['tasks']:,} tasks stored, Python {results['python']}, "
-          f"files on {results['fs']}")
+          f"APScheduler {results['apscheduler']}, files on {results['fs']}, "
+          f"median of {results['rounds']} interleaved rounds")
     print(f"{'backend':42} {'add µs':>9} {'add/s':>8} {'run µs':>9} {'run/s':>8}"
           f" {'add vs APS':>10} {'run vs APS':>10}")
     for name, r in b.items():

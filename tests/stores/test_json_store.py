@@ -335,3 +335,17 @@ def test_bad_go_file_names_file_and_task(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=r"tasks\.json.*'x'.*interval"):
         JsonTaskStore(p).load_tasks()
     assert p.read_text() == content
+
+
+def test_retention_by_age_and_count_survive_reopen(tmp_path: Path) -> None:
+    p = tmp_path / "t.json"
+    s = JsonTaskStore(p, keep_runs_per_task=2, keep_days=1)
+    day = timedelta(days=1)
+    s.record_run(None, run("old", "b"), NOW + day)  # sweeps: still young
+    for i in range(4):
+        s.record_run(None, run(f"a{i}", "a", minute=24 * 60 + i), NOW + day)
+    assert [r.run_id for r in s.get_history()] == ["a3", "a2", "old"]
+    s.record_run(None, run("a4", "a", minute=24 * 60 + 4), NOW + day + timedelta(minutes=2))
+    assert [r.run_id for r in JsonTaskStore(p).get_history()] == ["a4", "a3"]
+    lines = p.read_text().splitlines()[1:3]  # oldest recorded first in the file
+    assert [json.loads(x.rstrip(","))["run_id"] for x in lines] == ["a3", "a4"]
