@@ -219,8 +219,8 @@ class TaskOut(BaseModel):
     id: str
     name: str
     description: str
-    handler: str | None = Field(description="import string, or a label for other handlers")
-    command: list[str] | str | None = None
+    handler: str | None = Field(
+        description="import string, 'command:<id>' for command tasks, else a label")
     schedule: ScheduleOut
     enabled: bool
     state: TaskState
@@ -390,21 +390,14 @@ def _secs_of(v: timedelta | float | None) -> float | None:
     return v.total_seconds() if isinstance(v, timedelta) else float(v)
 
 
-def handler_label(task: Task) -> tuple[str | None, list[str] | str | None]:
+def handler_label(task: Task) -> str | None:
+    """The import string (or ``command:<id>``), else ``module:qualname`` of the callable."""
     h = task.handler
-    command = getattr(h, "command", None)
-    if not (command is None or isinstance(command, str)
-            or (isinstance(command, list | tuple) and all(isinstance(c, str) for c in command))):
-        command = None
-    if isinstance(command, tuple):
-        command = list(command)
-    if isinstance(h, str):
-        return h, command
-    if h is None:
-        return None, command
+    if h is None or isinstance(h, str):
+        return h
     name = getattr(h, "__qualname__", None) or type(h).__qualname__
     mod = getattr(h, "__module__", None) or type(h).__module__
-    return f"{mod}:{name}", command
+    return f"{mod}:{name}"
 
 
 def task_out(t: Task) -> TaskOut:
@@ -413,10 +406,9 @@ def task_out(t: Task) -> TaskOut:
         desc = s.describe()
     except Exception:  # describe() is best effort; the schedule itself stays valid
         desc = str(s.cron or s.type)
-    handler, command = handler_label(t)
     r = t.retry
     return TaskOut(
-        id=t.id, name=t.name, description=t.description, handler=handler, command=command,
+        id=t.id, name=t.name, description=t.description, handler=handler_label(t),
         schedule=ScheduleOut(
             type=s.type.value, description=desc, interval=_secs_of(s.interval),
             times=list(s.times), cron=s.cron, timezone=s.timezone, seconds=s.seconds,
