@@ -78,9 +78,9 @@ def test_sigkill_never_loses_a_reported_change(
     start = 0
     for _ in range(KILLS):
         for line in server.kill_after(kind, path, start, rng.randint(1, 12)):
-            what, ident, *n = line.split()
+            what, ident, *count = line.split()
             if what == "task":
-                latest[ident] = max(latest.get(ident, -1), int(n[0]))
+                latest[ident] = max(latest.get(ident, -1), int(count[0]))
             else:
                 runs.add(ident)
         store = open_store(kind, path)  # must load without error after every kill

@@ -33,7 +33,8 @@ class TaskStore(Protocol):
         ...
 
     def upsert_task(self, task: TaskDict, now: datetime) -> None:
-        """Insert or replace one task; durable when it returns."""
+        """Insert or replace one task; durable when it returns. A replaced task keeps its
+        place in the insertion order."""
         ...
 
     def delete_task(self, task_id: str, now: datetime) -> None:
@@ -46,11 +47,15 @@ class TaskStore(Protocol):
 
     def record_run(self, task: TaskDict | None, record: RunRecord, now: datetime) -> None:
         """Append (or update, same ``run_id``) a run record and, in the same atomic write,
-        the task's new state when ``task`` is given. Applies retention."""
+        the task's new state when ``task`` is given (upserted: pass None for a task that
+        was removed meanwhile, or it comes back). Applies retention: each store keeps
+        the newest ``keep_runs_per_task`` recorded runs per task and, if set, drops runs
+        older than ``now - keep_days`` (docs/stores.md)."""
         ...
 
     def get_history(self, task_id: str | None = None, limit: int = 100) -> list[RunRecord]:
-        """Run records, newest first (by ``started_at`` or ``scheduled_for``)."""
+        """Run records, newest first (by ``started_at``, else ``scheduled_for``; for equal
+        times the later recorded first)."""
         ...
 
     def close(self) -> None:
