@@ -411,3 +411,23 @@ def test_live_server_fixture_serves_tasks(live_server: LiveServer) -> None:
     assert {t["id"] for t in r.json()} == {"report", "cleanup", "broken"}
     assert live_server.sched.get_task("report").state in (TaskState.SCHEDULED,
                                                           TaskState.RUNNING)
+
+
+def test_close_streams_ends_open_event_streams() -> None:
+    """uvicorn's graceful shutdown waits for open responses: the runtime ends SSE first."""
+    s = CountingScheduler(timezone="UTC")
+    app = create_app(s)
+    server, thread, url = serve(app)
+    try:
+        base = s.active
+        with httpx.Client(base_url=url, timeout=10) as c, \
+                c.stream("GET", "/api/events") as resp:
+            wait_for(lambda: s.active == base + 1, what="SSE subscription")
+            app.state.close_streams()
+            lines = list(resp.iter_lines())  # returns only because the server ended it
+        assert ": connected" in lines
+        wait_for(lambda: s.active == base, what="unsubscribe")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        s.stop(timeout=5)

@@ -484,6 +484,16 @@ def create_app(sched: Scheduler, *, token: str | None = None,
     app.state.token = token or None
     app.state.config = config
     app.state.keepalive = KEEPALIVE_SECONDS
+    # One closer per open SSE stream. uvicorn's graceful shutdown waits for every open
+    # response, and an event stream never ends by itself: the runtime calls
+    # ``app.state.close_streams()`` (thread-safe) before asking uvicorn to exit.
+    closers: set[Callable[[], None]] = set()
+
+    def close_streams() -> None:
+        for close in list(closers):
+            close()
+
+    app.state.close_streams = close_streams
     _install_error_handlers(app)
 
     @app.get("/healthz", response_model=Health, tags=["service"])
@@ -571,7 +581,7 @@ def create_app(sched: Scheduler, *, token: str | None = None,
                               "description": "Server-sent events, one JSON event each"}})
     async def events(request: Request) -> StreamingResponse:
         """Every scheduler event as it happens (``data: {json}``), plus keep-alives."""
-        return StreamingResponse(_event_stream(request, sched, app.state.keepalive),
+        return StreamingResponse(_event_stream(request, sched, app.state.keepalive, closers),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",
                                           "X-Accel-Buffering": "no"})
@@ -612,8 +622,8 @@ def _patch_fields(body: TaskPatch, current: Task) -> dict[str, Any]:
     return out
 
 
-async def _event_stream(request: Request, sched: Scheduler,
-                        keepalive: float) -> AsyncIterator[bytes]:
+async def _event_stream(request: Request, sched: Scheduler, keepalive: float,
+                        closers: set[Callable[[], None]]) -> AsyncIterator[bytes]:
     """Scheduler threads hand events to this client's queue via ``call_soon_threadsafe``.
 
     The queue is bounded: a stalled client loses events instead of growing memory. The
@@ -631,7 +641,12 @@ async def _event_stream(request: Request, sched: Scheduler,
         with contextlib.suppress(RuntimeError):  # loop closed: the client is gone
             loop.call_soon_threadsafe(put, payload)
 
+    def close() -> None:  # any thread: wake the stream with the end marker
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_force_put, queue, _END)
+
     unsubscribe = sched.subscribe(on_event)
+    closers.add(close)
     try:
         yield b"retry: 2000\n: connected\n\n"
         while True:
@@ -642,11 +657,24 @@ async def _event_stream(request: Request, sched: Scheduler,
                     break
                 yield b": keep-alive\n\n"
                 continue
+            if item is _END:
+                break
             data = json.dumps(item, separators=(",", ":"))
             # Unnamed events: EventSource.onmessage sees them all; the type is in the data.
             yield f"data: {data}\n\n".encode()
     finally:
+        closers.discard(close)
         unsubscribe()
+
+
+_END: dict[str, Any] = {"type": "end"}  # identity marks the end of a stream
+
+
+def _force_put(queue: asyncio.Queue[dict[str, Any]], item: dict[str, Any]) -> None:
+    """Put ``item`` even into a full queue (dropping the oldest event)."""
+    if queue.full():
+        queue.get_nowait()
+    queue.put_nowait(item)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
