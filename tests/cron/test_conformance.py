@@ -128,8 +128,10 @@ def _dom(rng):
     terms = []
     for _ in range(rng.choice([1, 1, 2])):
         x = rng.random()
-        if x < 0.12:
+        if x < 0.1:
             terms.append(_case(rng, "L"))
+        elif x < 0.12:
+            terms.append(f"L/{rng.randint(1, 5)}")  # cronsim's quirk: L/n = L
         elif x < 0.2:
             terms.append(_case(rng, "LW"))
         else:
