@@ -113,6 +113,7 @@ def live_server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
     try:
         yield LiveServer(url=url, sched=s, app=app, server=server)
     finally:
+        app.state.close_streams()  # as the runtime does: open SSE would delay shutdown
         server.should_exit = True
         thread.join(timeout=10)
         s.stop(timeout=5)
