@@ -66,21 +66,23 @@ class FakeClock:
                 loop.call_soon_threadsafe(ev.set)
 
     def wait(self, cond: threading.Condition, until: float | None) -> None:
-        if until is not None and self._now >= until:
-            return
+        # Check the time and register under the same lock that set() takes: checking first
+        # and registering after lost wake-ups when set() ran in between (flaky hangs).
         with self._lock:
+            if until is not None and self._now >= until:
+                return
             self._conds.add(cond)
         try:
-            cond.wait()
+            cond.wait()  # the caller holds cond, so set()'s notify cannot come before this
         finally:
             with self._lock:
                 self._conds.discard(cond)
 
     async def async_wait(self, event: asyncio.Event, until: float | None) -> None:
-        if until is not None and self._now >= until:
-            return
         item = (asyncio.get_running_loop(), event)
         with self._lock:
+            if until is not None and self._now >= until:
+                return
             self._events.add(item)
         try:
             await event.wait()
@@ -115,6 +117,17 @@ def _idle(eng: Engine) -> bool:
         return nxt is None or nxt > eng.now() or not eng.started
 
 
+def _next_time(eng: Engine) -> float | None:
+    """The next instant anything waits for: a planner timer or a handler in ctx.wait()."""
+    with eng.lock:
+        times = [r.ctx._wait_until for r in eng.planner.runs.values()
+                 if r.active and r.ctx is not None and r.ctx.sleeping]
+        nxt = eng.planner.next_wakeup()
+    if nxt is not None:
+        times.append(nxt)
+    return min((t for t in times if t is not None), default=None)
+
+
 def settle(sched: object, timeout: float = 10.0) -> None:
     """Wait (real time, polling with a deadline) until the scheduler has done what is due."""
     eng = _engine(sched)
@@ -133,8 +146,7 @@ def run_until(sched: object, clock: FakeClock, until: datetime | float,
     deadline = time.monotonic() + timeout
     settle(sched)
     while time.monotonic() < deadline:
-        with eng.lock:
-            nxt = eng.planner.next_wakeup()
+        nxt = _next_time(eng)
         if nxt is None or nxt > target:
             break
         clock.set(max(nxt, clock.time()))
@@ -163,8 +175,7 @@ async def arun_until(sched: object, clock: FakeClock, until: datetime | float,
     deadline = time.monotonic() + timeout
     await asettle(sched)
     while time.monotonic() < deadline:
-        with eng.lock:
-            nxt = eng.planner.next_wakeup()
+        nxt = _next_time(eng)
         if nxt is None or nxt > target:
             break
         clock.set(max(nxt, clock.time()))
