@@ -16,11 +16,12 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from cron_oracle import Oracle
 from cronsim import CronSim, CronSimError
 
 from tickwork._errors import CronSyntaxError
 from tickwork.schedules import CronExpression
+
+from .cron_oracle import Oracle
 
 ZONES = [
     "UTC",

@@ -6,13 +6,14 @@ import random
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from cron_oracle import Oracle
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_conformance import _TRANS, ZONES, gen_expr
 
 from tickwork._errors import CronSyntaxError
 from tickwork.schedules import CronExpression
+
+from .cron_oracle import Oracle
+from .test_conformance import _TRANS, ZONES, gen_expr
 
 SETTINGS = settings(
     max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -1,0 +1,1 @@
+"""Tests of the cron engine (tickwork.schedules.cron)."""
