@@ -20,6 +20,7 @@ from . import _core
 from ._clock import Clock
 from ._durations import to_timedelta
 from ._engine import Engine
+from ._engines import make_engine
 from ._events import Callback
 from ._execute import run_async, run_sync
 from ._model import EventType, RunRecord, Schedule, Task
@@ -148,7 +149,7 @@ class Scheduler(_Api):
         retry_delay: timedelta | float = timedelta(seconds=5),
         clock: Clock | None = None,
     ) -> None:
-        self._engine = Engine(logger, store=store, max_workers=max_workers, timezone=timezone,
+        self._engine = make_engine(logger, store=store, max_workers=max_workers, timezone=timezone,
                               max_retries=max_retries, retry_delay=retry_delay, clock=clock)
         self._cond = threading.Condition(self._engine.lock)
         self._engine.wake = self._wake
