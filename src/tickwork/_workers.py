@@ -3,6 +3,10 @@
 Cheaper per run than ``ThreadPoolExecutor`` (no Future per job), which matters when
 thousands of runs fall due at once. Threads are daemons: a handler that never returns
 cannot keep the process alive after ``stop()``.
+
+``shutdown()`` retires the current *generation* (its queue, condition, threads and idle
+count) and starts a fresh one, so that a scheduler restarted at once never hands a job to
+a thread that is about to exit (which left the job queued forever).
 """
 
 from __future__ import annotations
@@ -12,41 +16,52 @@ from collections import deque
 from collections.abc import Callable
 
 
+class _Generation:
+    __slots__ = ("cond", "idle", "jobs", "threads")
+
+    def __init__(self) -> None:
+        self.jobs: deque[Callable[[], None] | None] = deque()
+        self.cond = threading.Condition(threading.Lock())
+        self.threads: list[threading.Thread] = []
+        self.idle = 0
+
+
 class WorkerPool:
     def __init__(self, size: int, name: str = "tickwork-worker") -> None:
         self._size = size
         self._name = name
-        self._jobs: deque[Callable[[], None] | None] = deque()
-        self._cond = threading.Condition(threading.Lock())
-        self._threads: list[threading.Thread] = []
-        self._idle = 0
+        self._gen = _Generation()
+        self._lock = threading.Lock()
 
     def submit(self, job: Callable[[], None]) -> None:
-        with self._cond:
-            self._jobs.append(job)
-            if self._idle:
-                self._cond.notify()
-            elif len(self._threads) < self._size:
-                t = threading.Thread(target=self._work, name=f"{self._name}-{len(self._threads)}",
-                                     daemon=True)
-                self._threads.append(t)
+        with self._lock:
+            gen = self._gen
+        with gen.cond:
+            gen.jobs.append(job)
+            if gen.idle:
+                gen.cond.notify()
+            elif len(gen.threads) < self._size:
+                t = threading.Thread(target=self._work, args=(gen,),
+                                     name=f"{self._name}-{len(gen.threads)}", daemon=True)
+                gen.threads.append(t)
                 t.start()
 
     def shutdown(self) -> None:
-        with self._cond:
-            for _ in self._threads:
-                self._jobs.append(None)
-            self._cond.notify_all()
-            self._threads = []
+        with self._lock:
+            old, self._gen = self._gen, _Generation()
+        with old.cond:
+            old.jobs.extend([None] * len(old.threads))
+            old.cond.notify_all()
 
-    def _work(self) -> None:
-        jobs, cond = self._jobs, self._cond
+    @staticmethod
+    def _work(gen: _Generation) -> None:
+        jobs, cond = gen.jobs, gen.cond
         while True:
             with cond:
                 while not jobs:
-                    self._idle += 1
+                    gen.idle += 1
                     cond.wait()
-                    self._idle -= 1
+                    gen.idle -= 1
                 job = jobs.popleft()
             if job is None:
                 return

@@ -63,3 +63,20 @@ def test_run_until_drives_handlers_sleeping_in_ctx_wait() -> None:
     assert log == [("sleeper", 30.0)]
     assert s.get_task("stuck").last_status is RunStatus.TIMED_OUT
     assert s.get_task("sleeper").last_status is RunStatus.SUCCEEDED
+
+
+def test_immediate_restart_runs_jobs() -> None:
+    # Regression: after stop(), an idle old worker still counted as idle, so the first job
+    # after start() only notified it; it took its exit sentinel and the job was never run.
+    from tickwork._workers import WorkerPool
+
+    pool = WorkerPool(1)
+    for _ in range(200):
+        ran = threading.Event()
+        pool.submit(ran.set)
+        assert ran.wait(5)
+        pool.shutdown()
+        done = threading.Event()
+        pool.submit(done.set)
+        assert done.wait(5), "job submitted right after shutdown() never ran"
+        pool.shutdown()
