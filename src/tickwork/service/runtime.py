@@ -236,9 +236,15 @@ def _serve_http(factory: Callable[..., Any], sched: Scheduler, config: ServiceCo
         def install_signal_handlers(self) -> None:
             pass
 
-    server = Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = Server(uvicorn.Config(app, log_level="warning", lifespan="on",
+                                   timeout_graceful_shutdown=5))
 
     def request_stop() -> None:
+        # Open event streams (a browser tab on the dashboard) never end by themselves:
+        # close them first, or uvicorn waits for them forever.
+        close = getattr(app.state, "close_streams", None)
+        if callable(close):
+            close()
         if server.should_exit:
             server.force_exit = True
         server.should_exit = True
