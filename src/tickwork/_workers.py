@@ -39,6 +39,10 @@ class WorkerPool:
         with gen.cond:
             gen.jobs.append(job)
             if gen.idle:
+                # Claim the waiter now: counting it idle until it wakes let a second job be
+                # queued behind the first one on the same thread (possibly behind a handler
+                # that runs for hours) while the pool still had room for a new thread.
+                gen.idle -= 1
                 gen.cond.notify()
             elif len(gen.threads) < self._size:
                 t = threading.Thread(target=self._work, args=(gen,),
@@ -59,9 +63,8 @@ class WorkerPool:
         while True:
             with cond:
                 while not jobs:
-                    gen.idle += 1
+                    gen.idle += 1  # submit() takes it back when it wakes this thread
                     cond.wait()
-                    gen.idle -= 1
                 job = jobs.popleft()
             if job is None:
                 return

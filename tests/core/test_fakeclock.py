@@ -80,3 +80,22 @@ def test_immediate_restart_runs_jobs() -> None:
         pool.submit(done.set)
         assert done.wait(5), "job submitted right after shutdown() never ran"
         pool.shutdown()
+
+
+def test_job_never_queues_behind_a_busy_worker() -> None:
+    # Regression: two jobs submitted back to back both went to the one idle thread (it
+    # still counted as idle until it woke), so the second waited for the first to finish.
+    from tickwork._workers import WorkerPool
+
+    pool = WorkerPool(4)
+    for _ in range(100):
+        warm = threading.Event()
+        pool.submit(warm.set)
+        assert warm.wait(5)
+        threading.Event().wait(0.001)  # let the thread go back to waiting
+        block, second = threading.Event(), threading.Event()
+        pool.submit(lambda block=block: block.wait(5))
+        pool.submit(second.set)
+        assert second.wait(2), "second job queued behind a blocked worker"
+        block.set()
+    pool.shutdown()

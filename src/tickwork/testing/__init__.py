@@ -128,13 +128,24 @@ def _next_time(eng: Engine) -> float | None:
     return min((t for t in times if t is not None), default=None)
 
 
+def _state(eng: Engine) -> str:
+    """What the scheduler is busy with, for the error message of a settle that timed out."""
+    with eng.lock:
+        p = eng.planner
+        runs = ", ".join(
+            f"{r.entry.task_id}#{r.attempt}(active={r.active} done={r.done} "
+            f"sleeping={r.ctx is not None and r.ctx.sleeping})" for r in p.runs.values())
+        return (f"now={eng.now()} busy={eng.busy} ready={len(p._ready)} "
+                f"next_wakeup={p.next_wakeup()} started={eng.started} runs=[{runs}]")
+
+
 def settle(sched: object, timeout: float = 10.0) -> None:
     """Wait (real time, polling with a deadline) until the scheduler has done what is due."""
     eng = _engine(sched)
     deadline = time.monotonic() + timeout
     while not _idle(eng):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"scheduler did not settle within {timeout}s")
+            raise TimeoutError(f"scheduler did not settle within {timeout}s: {_state(eng)}")
         time.sleep(0.0002)
 
 
@@ -163,7 +174,7 @@ async def asettle(sched: object, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not _idle(eng):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"scheduler did not settle within {timeout}s")
+            raise TimeoutError(f"scheduler did not settle within {timeout}s: {_state(eng)}")
         await asyncio.sleep(0.0002)
 
 
