@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tickwork import Event, Scheduler
 from tickwork.testing import FakeClock
+
+# Import-string handlers ("tests.core.jobs:record") resolve like a user's package: the repo
+# root must be importable also under the plain `pytest` script (not only `python -m pytest`).
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
