@@ -220,6 +220,8 @@ _CLAIM = f"""
 WITH c AS (
     SELECT r.seq FROM tw_run r LEFT JOIN tw_task t ON t.id = r.task_id
     WHERE r.status = 'pending' AND r.not_before <= now()
+      -- only tasks this instance has a handler for (NULL: any)
+      AND (%(ids)s::text[] IS NULL OR r.task_id = ANY(%(ids)s::text[]))
       -- cheap checks first, each an index probe per candidate: the walk stops at n
       -- dependencies: wait while one never finished, is running, or failed (skip above)
       AND (t.id IS NULL OR cardinality(t.dependencies) = 0 OR NOT EXISTS (
@@ -251,10 +253,13 @@ WHERE seq = ANY(%s)
 """
 
 
-def _claim_once(conn: Conn, me: str, n: int, lease: timedelta) -> list[Claimed]:
+def _claim_once(conn: Conn, me: str, n: int, lease: timedelta,
+                task_ids: Sequence[str] | None) -> list[Claimed]:
     with conn.transaction():
         conn.execute(_SKIP_FAILED_DEPS)
-        rows = conn.execute(_CLAIM, {"n": n, "me": me, "lease": lease}).fetchall()
+        ids = None if task_ids is None else list(task_ids)
+        rows = conn.execute(_CLAIM, {"n": n, "me": me, "lease": lease,
+                                     "ids": ids}).fetchall()
         shared = sorted({r[2] for r in rows if not r[7]})
         release: list[int] = []
         if shared:
@@ -277,8 +282,9 @@ def _claim_once(conn: Conn, me: str, n: int, lease: timedelta) -> list[Claimed]:
 
 
 def claim(conn: Conn, instance_id: str, n: int, lease: timedelta,
-          *, retries: int = 5) -> list[Claimed]:
-    """Claim up to ``n`` ready runs for this instance, highest priority first.
+          *, retries: int = 5, task_ids: Sequence[str] | None = None) -> list[Claimed]:
+    """Claim up to ``n`` ready runs for this instance, highest priority first;
+    ``task_ids`` limits the claim to those tasks (the ones this instance can run).
 
     Two claimers racing for two runs of one ``max_instances=1`` task: the loser's
     transaction fails on ``tw_run_one`` (after the winner committed) and is retried, and
@@ -287,7 +293,7 @@ def claim(conn: Conn, instance_id: str, n: int, lease: timedelta,
         return []
     for _ in range(retries):
         try:
-            return _claim_once(conn, instance_id, n, lease)
+            return _claim_once(conn, instance_id, n, lease, task_ids)
         except pg_errors.UniqueViolation:
             continue
     return []
@@ -367,7 +373,11 @@ def complete(conn: Conn, run: Claimed | tuple[int, int], status: str, *,
         # NOTIFY is global: not one per completion under load).
         dep = conn.execute("SELECT 1 FROM tw_task WHERE %s = ANY(dependencies) LIMIT 1",
                            (task_id,)).fetchone()
-        if dep is not None or next_run_in is not None:
+        # ... or when a queued run of this task waited for this one (max_instances).
+        more = None if dep is not None else conn.execute(
+            "SELECT 1 FROM tw_run WHERE task_id = %s AND status = 'pending' LIMIT 1",
+            (task_id,)).fetchone()
+        if dep is not None or more is not None or next_run_in is not None:
             _notify(conn, "runs")
     return True
 
@@ -448,6 +458,66 @@ class Wakeups:
         self.conn.close()
 
 
+def wake_times(conn: Conn) -> tuple[float | None, float | None]:
+    """Seconds (database clock) until the next task is due to be materialised, and until
+    the next queued run that is not ready yet (retry backoff) becomes ready."""
+    row = conn.execute("""
+        SELECT EXTRACT(EPOCH FROM (SELECT min(next_run) FROM tw_task
+                                   WHERE enabled AND next_run IS NOT NULL) - now()),
+               EXTRACT(EPOCH FROM (SELECT min(not_before) FROM tw_run
+                                   WHERE status = 'pending' AND not_before > now()) - now())
+    """).fetchone()
+    if row is None:
+        return None, None
+    return (None if row[0] is None else float(row[0]),
+            None if row[1] is None else float(row[1]))
+
+
+@dataclass(frozen=True, slots=True)
+class TaskState:
+    """A task's runtime fields as the database knows them (for snapshots)."""
+
+    enabled: bool
+    next_run: datetime | None
+    last_status: str | None
+    running: int
+    run_count: int
+    error_count: int
+    last_run: datetime | None
+    last_error: str | None
+
+
+_TASK_STATES = f"""
+SELECT t.id, t.enabled, t.next_run, t.last_status,
+    (SELECT count(*) FROM tw_run r WHERE r.task_id = t.id AND r.status = 'running'),
+    (SELECT count(*) FROM tw_run r WHERE r.task_id = t.id
+        AND r.status IN ('succeeded', 'failed', 'timed_out', 'cancelled')),
+    (SELECT count(*) FROM tw_run r WHERE r.task_id = t.id AND r.status IN {_FAILED_SQL}),
+    (SELECT max(r.started_at) FROM tw_run r WHERE r.task_id = t.id),
+    (SELECT r.error FROM tw_run r WHERE r.task_id = t.id AND r.status IN {_FAILED_SQL}
+        ORDER BY r.seq DESC LIMIT 1)
+FROM tw_task t WHERE %(id)s::text IS NULL OR t.id = %(id)s::text
+"""
+
+
+def task_states(conn: Conn, task_id: str | None = None) -> dict[str, TaskState]:
+    rows = conn.execute(_TASK_STATES, {"id": task_id}).fetchall()
+    return {r[0]: TaskState(enabled=r[1], next_run=r[2], last_status=r[3], running=int(r[4]),
+                            run_count=int(r[5]), error_count=int(r[6]), last_run=r[7],
+                            last_error=r[8]) for r in rows}
+
+
+def cluster_counts(conn: Conn, lease: timedelta) -> dict[str, int]:
+    """Instances alive (heartbeat within the lease), running and pending runs."""
+    row = conn.execute("""
+        SELECT (SELECT count(*) FROM tw_instance WHERE heartbeat_at > now() - %s),
+               (SELECT count(DISTINCT task_id) FROM tw_run WHERE status = 'running'),
+               (SELECT count(*) FROM tw_run WHERE status = 'pending')
+    """, (lease,)).fetchone()
+    assert row is not None
+    return {"instances": int(row[0]), "running_tasks": int(row[1]), "pending": int(row[2])}
+
+
 def pending_counts(conn: Conn) -> dict[str, int]:
     """Runs per status that are still in the queue (for metrics and tests)."""
     rows = conn.execute("SELECT status, count(*) FROM tw_run "
@@ -456,7 +526,23 @@ def pending_counts(conn: Conn) -> dict[str, int]:
 
 
 __all__: Sequence[str] = (
-    "Claimed", "DueTask", "Reaped", "Wakeups", "claim", "complete", "db_now",
-    "enqueue_manual", "heartbeat", "materialise", "materialise_due", "pending_counts",
-    "reap", "run_key", "seconds_until_due",
+    "Claimed",
+    "DueTask",
+    "Reaped",
+    "TaskState",
+    "Wakeups",
+    "claim",
+    "cluster_counts",
+    "complete",
+    "db_now",
+    "enqueue_manual",
+    "heartbeat",
+    "materialise",
+    "materialise_due",
+    "pending_counts",
+    "reap",
+    "run_key",
+    "seconds_until_due",
+    "task_states",
+    "wake_times",
 )

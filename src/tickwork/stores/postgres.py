@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from importlib import resources
@@ -170,6 +170,10 @@ def task_columns(d: TaskDict) -> tuple[Any, ...]:
 class PostgresTaskStore:
     """A durable store in PostgreSQL; the database of cluster mode. See the module docstring."""
 
+    # ``make_engine`` gives schedulers on this store the cluster engine
+    # (``tickwork.cluster.engine.ClusterEngine``): the database plans and claims runs.
+    cluster_capable = True
+
     def __init__(
         self,
         dsn: str,
@@ -302,6 +306,47 @@ class PostgresTaskStore:
         with self._tx("upsert task") as c:
             c.execute(_UPSERT_TASK, (tid, text, *cols))
             c.execute("SELECT pg_notify(%s, %s)", (_NOTIFY_CHANNEL, "task:" + tid[:7000]))
+
+    def upsert_definition(
+        self, task: TaskDict,
+        first_run: Callable[[TaskDict, datetime], datetime | None],
+    ) -> str:
+        """Cluster mode's ``upsert_task``: the database owns ``next_run``.
+
+        It is kept when the stored task has the same ``schedule`` and ``enabled``;
+        otherwise it is planned afresh as ``first_run(task, database now)`` (None when
+        disabled), so a worker's skewed clock never enters it. Disabling cancels the
+        task's queued runs (pending retries and occurrences). Returns the spec text
+        written."""
+        tid, text = copy_task(task)
+        cols = list(task_columns(task))
+        enabled = bool(cols[0])
+        with self._tx("upsert task") as c:
+            got = c.execute("SELECT now()").fetchone()
+            assert got is not None
+            now: datetime = got[0]
+            row = c.execute("SELECT spec, enabled, next_run FROM tw_task WHERE id = %s "
+                            "FOR UPDATE", (tid,)).fetchone()
+            keep = False
+            if row is not None and row[1] == enabled:
+                try:
+                    old = json.loads(row[0])
+                except ValueError:
+                    old = None
+                keep = isinstance(old, dict) and old.get("schedule") == task.get("schedule")
+            if keep:
+                assert row is not None
+                cols[10] = row[2]
+            else:
+                cols[10] = first_run(task, now) if enabled else None
+            cols[11] = None  # last_status belongs to the database (COALESCE keeps it)
+            c.execute(_UPSERT_TASK, (tid, text, *cols))
+            if not enabled:
+                c.execute("UPDATE tw_run SET status = 'cancelled', finished_at = now(), "
+                          "error = 'cancelled: task disabled' "
+                          "WHERE task_id = %s AND status = 'pending'", (tid,))
+            c.execute("SELECT pg_notify(%s, %s)", (_NOTIFY_CHANNEL, "task:" + tid[:7000]))
+        return text
 
     def delete_task(self, task_id: str, now: datetime) -> None:
         with self._tx("delete task") as c:
