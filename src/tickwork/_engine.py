@@ -430,10 +430,6 @@ class Engine:
                     self.raw.pop(task_id, None)
                     self.tasks[task_id] = dataclasses.replace(self.tasks[task_id],
                                                               enabled=enabled)
-                if not enabled:
-                    for run in self.planner.runs.values():
-                        if run.entry is e and run.ctx is not None:
-                            run.ctx.cancel()
                 d = self.task_dict(task_id) if self.store and changed else None
                 snap = self.snapshot(task_id)
             if d is not None:
