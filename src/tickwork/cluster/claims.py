@@ -119,7 +119,12 @@ def _write_plan(conn: Conn, task_id: str, old: datetime, plan: Plan) -> int | No
     priority, max_instances = row
     rows: list[tuple[datetime, str, str | None]] = [
         (m, "missed", "missed: later than misfire_grace") for m in plan.missed]
-    if plan.more_missed:
+    into = "nothing (all later than misfire_grace)" if plan.run is None \
+        else f"the run planned for {plan.run:%Y-%m-%dT%H:%M:%S.%f%z}"
+    rows += [(m, "missed", f"missed: coalesced into {into} (late, misfire_grace=None)")
+             for m in plan.coalesced]
+    rows.sort(key=lambda r: r[0])
+    if plan.more_missed and rows:
         rows[-1] = (rows[-1][0], "missed",
                     f"missed: later than misfire_grace (and {plan.more_missed} more)")
     if plan.run is not None:

@@ -148,7 +148,7 @@ class ClusterEngine(Engine):
                     if conn is not None:
                         conn.close()
                     self._work = None
-                    conn = self._work = self.cstore.connect()
+                    conn = self._work = self._connect()
                 try:
                     return fn(conn)
                 except psycopg.OperationalError:
@@ -157,6 +157,15 @@ class ClusterEngine(Engine):
                     if attempt:
                         raise
         raise AssertionError("unreachable")
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        """A connection whose open transaction the server ends if we stall in it (a paused
+        or dying instance must not keep tasks or runs row-locked: the others SKIP LOCKED
+        them, which would delay their materialisation or claim past the lease)."""
+        conn = self.cstore.connect()
+        ms = max(int(self.lease.total_seconds() * 1000 / 3), 200)
+        conn.execute(f"SET idle_in_transaction_session_timeout = {ms}")
+        return conn
 
     def first_run(self, d: TaskDict, db_now: datetime) -> datetime | None:
         """The first occurrence of a stored task at or after the database's now."""
@@ -235,7 +244,7 @@ class ClusterEngine(Engine):
                     if conn is None or conn.closed or conn.broken:
                         if conn is not None:
                             conn.close()
-                        conn = self.cstore.connect()
+                        conn = self._connect()
                     # A renewal that matched the fence means nobody else holds the run,
                     # even after a pause: only the runs it did not renew are lost.
                     lost = claims.heartbeat(conn, self.instance_id, pairs, self.lease)

@@ -6,7 +6,9 @@ so skewed workers plan the same rows. The misfire rule is the one of the single-
 planner (``_core._catch_up``, API 4.6):
 
 * ``misfire_grace=None``: everything that fell behind collapses into one run, at the
-  latest occurrence at or before now;
+  latest occurrence at or before now; the folded occurrences are written as ``missed``
+  rows saying so (the local scheduler writes nothing for them; in a cluster an occurrence
+  must never vanish without a trace);
 * otherwise occurrences older than ``now - grace`` become ``missed`` rows (the first
   ``MAX_MISSED``; a longer outage is summarised by the count), and the latest one runs
   if it is still within the grace.
@@ -35,6 +37,9 @@ class Plan:
     missed: list[datetime] = field(default_factory=list)  # rows written as ``missed``
     more_missed: int = 0                      # further missed occurrences, not written
     next_run: datetime | None = None          # new tw_task.next_run (None: none planned)
+    # Occurrences folded into ``run`` (API 4.6 collapse): written as ``missed`` rows with
+    # the reason, so that in a cluster every occurrence is visible (API 7.1).
+    coalesced: list[datetime] = field(default_factory=list)
 
 
 def _dt(ts: float) -> datetime:
@@ -52,29 +57,28 @@ def plan_occurrences(timing: Timing, next_run: datetime, now: datetime,
     if latest is None or latest < nominal:
         latest = nominal
     missed: list[datetime] = []
+    coalesced: list[datetime] = []
     more = 0
     run_at: float | None = latest
-    if grace is not None:
-        cutoff = t_now - grace
-        if latest < cutoff:
-            run_at = None
-        o: float | None = nominal
-        while o is not None and o <= latest and (run_at is None or o < run_at):
-            if o < cutoff:
-                if len(missed) < MAX_MISSED:
-                    missed.append(_dt(o))
-                else:
-                    more += 1
-                    if more >= 100_000:
-                        break
-            o = timing.next_after(o, nominal)
+    cutoff = float("-inf") if grace is None else t_now - grace
+    if latest < cutoff:
+        run_at = None
+    o: float | None = nominal
+    while o is not None and o <= latest and (run_at is None or o < run_at):
+        if len(missed) + len(coalesced) < MAX_MISSED:
+            (missed if o < cutoff else coalesced).append(_dt(o))
+        else:
+            more += 1
+            if more >= 100_000:
+                break
+        o = timing.next_after(o, nominal)
     if timing.fixed_delay:
         nxt = None  # planned by the completion (after_finish), in the same transaction
     else:
         nxt_ts = timing.next_after(latest, nominal)
         nxt = None if nxt_ts is None else _dt(nxt_ts)
     return Plan(run=None if run_at is None else _dt(run_at), missed=missed, more_missed=more,
-                next_run=nxt)
+                next_run=nxt, coalesced=coalesced)
 
 
 def planner_for(tz: tzinfo = UTC) -> Callable[[Mapping[str, Any], datetime, datetime], Plan]:
