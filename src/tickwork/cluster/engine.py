@@ -162,7 +162,7 @@ class ClusterEngine(Engine):
         """A connection whose open transaction the server ends if we stall in it (a paused
         or dying instance must not keep tasks or runs row-locked: the others SKIP LOCKED
         them, which would delay their materialisation or claim past the lease)."""
-        conn = self.cstore.connect()
+        conn: psycopg.Connection[Any] = self.cstore.connect()
         ms = max(int(self.lease.total_seconds() * 1000 / 3), 200)
         conn.execute(f"SET idle_in_transaction_session_timeout = {ms}")
         return conn
