@@ -39,3 +39,19 @@ def test_every_accepts_go_strings_and_rejects_nonpositive() -> None:
         every(seconds=0)
     with pytest.raises(InvalidScheduleError, match="interval"):
         every("bogus")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(300, "5 minutes"), (5400, "1 hour 30 minutes"), (1, "1 second"), (2.5, "2.5 seconds"),
+     (86400, "1 day"), (90061, "1 day 1 hour 1 minute 1 second"), (0.25, "250 milliseconds")],
+)
+def test_humanize(seconds: float, text: str) -> None:
+    from tickwork._durations import humanize
+
+    assert humanize(timedelta(seconds=seconds)) == text
+
+
+def test_interval_describe_reads_like_english() -> None:
+    assert every(minutes=5).describe() == "every 5 minutes"
+    assert every(hours=3, fixed_rate=True).describe() == "every 3 hours (fixed rate)"

@@ -92,3 +92,19 @@ def format_go_duration(td: timedelta) -> str:
         sec_s = f"{sec:.6f}".rstrip("0").rstrip(".")
         out = (f"{h}h" if h else "") + (f"{m}m" if h or m else "") + f"{sec_s}s"
     return "-" + out if neg else out
+
+
+def humanize(td: timedelta) -> str:
+    """English for people: ``5 minutes``, ``1 hour 30 minutes``, ``2.5 seconds``."""
+    secs = td.total_seconds()
+    if secs < 1:
+        return f"{secs * 1000:g} milliseconds" if secs != 0.001 else "1 millisecond"
+    parts = []
+    rest = secs
+    for name, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        n, rest = divmod(rest, size)
+        if n:
+            parts.append(f"{int(n)} {name}" + ("s" if n != 1 else ""))
+    if rest:
+        parts.append(f"{rest:g} second" + ("s" if rest != 1 else ""))
+    return " ".join(parts)

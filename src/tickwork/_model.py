@@ -194,12 +194,12 @@ class Schedule:
                            hash_key="validate")
 
     def describe(self) -> str:
-        """A short English description ("every 5m", "at 2026-12-01 00:00", cron in words)."""
+        """A short English description ("every 5 minutes", "at …", cron in words)."""
         if self.type is ScheduleType.INTERVAL:
             assert self.interval is not None
-            from ._durations import format_go_duration
+            from ._durations import humanize
 
-            return f"every {format_go_duration(self.interval)}" + (
+            return f"every {humanize(self.interval)}" + (
                 " (fixed rate)" if self.fixed_rate else ""
             )
         if self.type is ScheduleType.ONCE:

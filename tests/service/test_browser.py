@@ -62,7 +62,7 @@ def test_dashboard_actions_and_live_run(live_server: LiveServer, page: Any) -> N
     # The name is HTML-escaped: shown literally, not as bold markup.
     assert "Nightly <b>report</b>" in report.inner_text()
     assert report.locator("b").count() == 0
-    assert "every 6h" in report.inner_text()
+    assert "every 6 hours" in report.inner_text()
     sync_api.expect(page.locator("#conn")).to_have_attribute("data-state", "on")
     page.evaluate("window.__noReload = true")
 

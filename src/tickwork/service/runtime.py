@@ -194,28 +194,30 @@ def serve(config: ServiceConfig, *, host: str | None = None, port: int | None = 
     tok = resolve_token(config, host, token)
     factory, why = load_app_factory()
     sock = bind(host, port) if factory is not None else None
-    sched, report = build_scheduler(config)
-    print(f"tickwork: {len(config.tasks)} config tasks ({report.summary()}); "
-          f"store {_redacted(config.scheduler.store)}", file=out, flush=True)
     stop = threading.Event()
-    if stop_after is not None:
-        timer = threading.Timer(stop_after, stop.set)
-        timer.daemon = True
-        timer.start()
-    sched.start()
-    try:
-        if factory is None or sock is None:
-            print(f"tickwork: WARNING: the web UI and API are unavailable: {why}; "
-                  "running the scheduler only (Ctrl-C stops)", file=out, flush=True)
-            with _signals(stop.set):
+    # Signals are ours from here on: a SIGTERM during start-up must stop gracefully too,
+    # not kill the process before the handlers of the serving loop are installed.
+    with _signals(stop.set):
+        sched, report = build_scheduler(config)
+        print(f"tickwork: {len(config.tasks)} config tasks ({report.summary()}); "
+              f"store {_redacted(config.scheduler.store)}", file=out, flush=True)
+        if stop_after is not None:
+            timer = threading.Timer(stop_after, stop.set)
+            timer.daemon = True
+            timer.start()
+        sched.start()
+        try:
+            if factory is None or sock is None:
+                print(f"tickwork: WARNING: the web UI and API are unavailable: {why}; "
+                      "running the scheduler only (Ctrl-C stops)", file=out, flush=True)
                 while not stop.wait(0.5):
                     pass
-        else:
-            _serve_http(factory, sched, config, tok, sock, stop, out)
-    finally:
-        print("tickwork: stopping (waiting for running tasks)...", file=out, flush=True)
-        sched.stop(timeout=STOP_TIMEOUT)
-        print("tickwork: stopped", file=out, flush=True)
+            else:
+                _serve_http(factory, sched, config, tok, sock, stop, out)
+        finally:
+            print("tickwork: stopping (waiting for running tasks)...", file=out, flush=True)
+            sched.stop(timeout=STOP_TIMEOUT)
+            print("tickwork: stopped", file=out, flush=True)
     return 0
 
 
