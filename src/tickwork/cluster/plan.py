@@ -19,6 +19,7 @@ the stored one (never from "now"), so interval grids do not drift.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
@@ -54,6 +55,12 @@ def plan_occurrences(timing: Timing, next_run: datetime, now: datetime,
     if nominal > t_now:
         return Plan(run=None, next_run=next_run)  # not due: nothing to do
     latest = timing.last_at_or_before(t_now, nominal)
+    if latest is not None and latest > t_now:
+        # CronTiming with seconds=True answers prev(t + 1 s), which is *after* a
+        # fractional t: ask again at the whole second (never plan a future occurrence).
+        latest = timing.last_at_or_before(math.floor(t_now), nominal)
+        if latest is not None and latest > t_now:
+            latest = None
     if latest is None or latest < nominal:
         latest = nominal
     missed: list[datetime] = []
