@@ -48,5 +48,11 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
 
+# Cluster chaos test (bench/chaos.py): 4 instances on a throwaway PostgreSQL database,
+# kills/pauses/disconnects, then the exactly-once invariants. Longer: CHAOS_SECONDS=1800.
+CHAOS_SECONDS ?= 180
+test-cluster: $(STAMP) system-deps
+	$(BIN)/python bench/chaos.py --seconds $(CHAOS_SECONDS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info src/*.egg-info
