@@ -34,7 +34,7 @@ import itertools
 import random
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ._model import RetryPolicy, RunStatus
@@ -73,7 +73,9 @@ class Entry:
     parked: bool = False
     unblocked_at: float | None = None
     running: int = 0
-    manual: deque[float] = field(default_factory=deque)
+    # Requested run_now instants; None until the first one (an empty deque is 624 bytes,
+    # more than the rest of the entry, and most tasks are never run by hand).
+    manual: deque[float] | None = None
     manual_parked: bool = False
     last_run: float | None = None
     run_count: int = 0
@@ -158,7 +160,12 @@ class Planner:
         self.runs: dict[str, Run] = {}
         self.default_retry = default_retry or RetryPolicy()
         self.dependents: dict[str, set[str]] = {}
-        self._timers: list[tuple[float, int, int, Any, int]] = []
+        # Timer items: (at, tie, task_id) for an entry's due time, live while the entry's
+        # token equals tie (each arm takes a fresh tie as the token); (at, tie, kind, run,
+        # token) for a run's retry or deadline. A due item holds only atomic values, so
+        # the garbage collector stops tracking it: with a million tasks the full
+        # collections otherwise walk a million extra tuples (issue 7).
+        self._timers: list[tuple[Any, ...]] = []
         self._ready: list[tuple[int, float, int, int, int, Any, int]] = []
         self._seq = itertools.count()
         self._tie = itertools.count()
@@ -211,7 +218,7 @@ class Planner:
             return []
         self.enabled_count -= 1
         e.next_nominal = e.next_due = None
-        e.manual.clear()
+        e.manual = None
         return self._end_waiting_retries(e, now)
 
     def replace(self, old: Entry, new: Entry, now: float, *, replan: bool) -> None:
@@ -253,6 +260,8 @@ class Planner:
 
     def run_now(self, task_id: str, now: float) -> None:
         e = self.entries[task_id]
+        if e.manual is None:
+            e.manual = deque()
         e.manual.append(now)
         if len(e.manual) == 1 and not e.manual_parked:
             self._push_ready(e, _MANUAL, now)
@@ -272,12 +281,16 @@ class Planner:
         """Due work at ``now``: runs to start (at most ``free``), timeouts, skips, misses."""
         out: list[Decision] = []
         timers = self._timers
+        entries = self.entries
         while timers and timers[0][0] <= now:
-            _, _, kind, obj, tok = heapq.heappop(timers)
-            if kind == _DUE:
-                if tok == obj.token:
-                    self._push_ready(obj, _DUE, obj.next_nominal)
-            elif kind == _RETRY:
+            item = heapq.heappop(timers)
+            if len(item) == 3:
+                e = entries.get(item[2])
+                if e is not None and e.token == item[1]:
+                    self._push_ready(e, _DUE, e.next_nominal)
+                continue
+            _, _, kind, obj, tok = item
+            if kind == _RETRY:
                 if tok == obj.token and not obj.done:
                     self._push_ready(obj.entry, _RETRY, obj.scheduled_for, obj)
             elif tok == obj.token and obj.active:  # _DEADLINE
@@ -530,13 +543,16 @@ class Planner:
             self.enabled_count -= 1
 
     def _arm(self, e: Entry) -> None:
-        e.token += 1
+        tie = next(self._tie)
+        e.token = tie  # above every tie this entry's earlier items carry: they are stale
         if e.next_nominal is None or not e.enabled or not e.runnable or e.removed:
             e.next_due = None
             return
-        j = e.jitter * self._rng.random() if e.jitter else 0.0
-        e.next_due = e.next_nominal + j
-        self._push_timer(e.next_due, _DUE, e, e.token)
+        at = e.next_nominal + e.jitter * self._rng.random() if e.jitter else e.next_nominal
+        e.next_due = at
+        heapq.heappush(self._timers, (at, tie, e.task_id))
+        if self.armed_until is None or at < self.armed_until:
+            self.wake_needed = True
 
     def _push_timer(self, at: float, kind: int, obj: Any, token: int) -> None:
         heapq.heappush(self._timers, (at, next(self._tie), kind, obj, token))
@@ -550,11 +566,11 @@ class Planner:
                                      kind, target, token))
         self.wake_needed = True
 
-    @staticmethod
-    def _live(item: tuple[float, int, int, Any, int]) -> bool:
+    def _live(self, item: tuple[Any, ...]) -> bool:
+        if len(item) == 3:
+            e = self.entries.get(item[2])
+            return e is not None and e.token == item[1]
         _, _, kind, obj, tok = item
-        if kind == _DUE:
-            return bool(tok == obj.token)
         if kind == _RETRY:
             return bool(tok == obj.token and not obj.done)
         return bool(tok == obj.token and obj.active)

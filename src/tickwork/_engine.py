@@ -41,15 +41,21 @@ from ._model import (
     RunRecord,
     RunStatus,
     Schedule,
+    ScheduleType,
     Task,
     TaskState,
+    clone_task,
     validate_task_fields,
 )
-from ._timing import compile_schedule
+from ._timing import Timing, compile_schedule
 from ._tz import to_dt, to_ts, zone
 from .stores.base import TaskDict, TaskStore
 
 HISTORY_IN_MEMORY = 10_000
+# Bound of the shared-schedule caches: a workload of distinct schedules only refills them.
+_SHARED_MAX = 4096
+_NO_DEPS: list[str] = []
+_NO_META: dict[str, str] = {}
 MAX_RESULT_REPR = 1024
 UPDATABLE = frozenset(
     f.name for f in dataclasses.fields(Task)
@@ -117,6 +123,8 @@ class Engine:
         self.raw: dict[str, TaskDict] = {}  # stored dicts of orphans, saved back unchanged
         self.adoptable: set[str] = set()  # loaded from the store, not yet defined in code
         self.history: deque[RunRecord] = deque(maxlen=HISTORY_IN_MEMORY)
+        self._schedules: dict[tuple[Any, ...], Schedule] = {}
+        self._timings: dict[int, tuple[Schedule, Timing]] = {}
         self.stats = {"total_runs": 0, "total_errors": 0, "total_retries": 0,
                       "total_skipped": 0, "total_missed": 0}
         self.busy = 0
@@ -156,8 +164,8 @@ class Engine:
         validate_task_fields(task)
         s = task.schedule
         tz = self.tz
-        naive = any(t.tzinfo is None for t in s.times) or (
-            s.start_at is not None and s.start_at.tzinfo is None)
+        naive = (s.start_at is not None and s.start_at.tzinfo is None) or any(
+            t.tzinfo is None for t in s.times)
         # Schedules are frozen: share the caller's unless a naive datetime needs the zone.
         sched = s if not naive else dataclasses.replace(
             s,
@@ -165,20 +173,50 @@ class Engine:
             start_at=s.start_at if s.start_at is None or s.start_at.tzinfo
             else s.start_at.replace(tzinfo=tz),
         )
-        return dataclasses.replace(
-            task,
-            schedule=sched,
-            dependencies=list(dict.fromkeys(task.dependencies)),
-            metadata=dict(task.metadata),
-            timeout=None if task.timeout is None
-            else to_timedelta(task.timeout, field="task.timeout"),
-            misfire_grace=None if task.misfire_grace is None
-            else to_timedelta(task.misfire_grace, field="task.misfire_grace"),
-        )
+        own = clone_task(task)
+        own.schedule = self._shared_schedule(sched)
+        deps = task.dependencies
+        # Empty containers are shared (the engine never mutates a task's lists; snapshots
+        # copy them): two empty ones per task were ~120 bytes of 1,000,000 tasks.
+        own.dependencies = list(dict.fromkeys(deps)) if deps else _NO_DEPS
+        own.metadata = dict(task.metadata) if task.metadata else _NO_META
+        if task.timeout is not None:
+            own.timeout = to_timedelta(task.timeout, field="task.timeout")
+        if task.misfire_grace is not None:
+            own.misfire_grace = to_timedelta(task.misfire_grace, field="task.misfire_grace")
+        return own
+
+    def _shared_schedule(self, s: Schedule) -> Schedule:
+        """One object per distinct schedule: thousands of tasks built with the same
+        ``every(...)`` then hold one Schedule (and one compiled Timing, see _make_entry)
+        instead of one each. Keyed with the datetimes' zones too, because equal aware
+        datetimes in different zones compare equal but print differently."""
+        key = (s, None if s.start_at is None else s.start_at.tzinfo,
+               tuple(t.tzinfo for t in s.times) if s.times else ())
+        cache = self._schedules
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+        if len(cache) >= _SHARED_MAX:
+            cache.clear()
+            self._timings.clear()
+        cache[key] = s
+        return s
 
     def _make_entry(self, task: Task) -> _core.Entry:
-        timing = compile_schedule(task.schedule, self.tz, task.id)
-        j = task.schedule.jitter
+        s = task.schedule
+        if s.type is ScheduleType.CRON:
+            timing = compile_schedule(s, self.tz, task.id)  # hashed fields depend on the id
+        else:
+            # Timings are stateless functions of time: equal schedules share one.
+            hit = self._timings.get(id(s))
+            if hit is not None and hit[0] is s:
+                timing = hit[1]
+            else:
+                timing = compile_schedule(s, self.tz, task.id)
+                if len(self._timings) < _SHARED_MAX:
+                    self._timings[id(s)] = (s, timing)
+        j = s.jitter
         return _core.Entry(
             task_id=task.id, seq=0, timing=timing, priority=int(task.priority),
             retry=task.retry,
@@ -186,7 +224,7 @@ class Engine:
             max_instances=task.max_instances,
             grace=None if task.misfire_grace is None else _secs(task.misfire_grace),
             jitter=0.0 if j is None else j.total_seconds(),
-            deps=tuple(task.dependencies), enabled=task.enabled,
+            deps=tuple(task.dependencies) if task.dependencies else (), enabled=task.enabled,
         )
 
     def _check_deps(self, task_id: str, deps: Iterable[str],
@@ -262,12 +300,18 @@ class Engine:
         nxt = e.next_nominal if nominal or e.next_due is None else e.next_due
         if not e.enabled:
             nxt = None
-        return dataclasses.replace(
-            t, dependencies=list(t.dependencies), metadata=dict(t.metadata),
-            enabled=e.enabled, last_run=self.dt(e.last_run), next_run=self.dt(nxt),
-            run_count=e.run_count, error_count=e.error_count, last_error=e.last_error,
-            last_status=e.last_status, state=state,
-        )
+        snap = clone_task(t)
+        snap.dependencies = list(t.dependencies)
+        snap.metadata = dict(t.metadata)
+        snap.enabled = e.enabled
+        snap.last_run = None if e.last_run is None else to_dt(e.last_run, self.tz)
+        snap.next_run = None if nxt is None else to_dt(nxt, self.tz)
+        snap.run_count = e.run_count
+        snap.error_count = e.error_count
+        snap.last_error = e.last_error
+        snap.last_status = e.last_status
+        snap.state = state
+        return snap
 
     def task_dict(self, task_id: str) -> TaskDict:
         from ._serde import task_to_dict
@@ -350,31 +394,25 @@ class Engine:
     # ----- API: tasks ---------------------------------------------------------------
     def add_task(self, task: Task) -> Task:
         own = self._normalise(task)
+        if self.store is None:
+            # No store: nothing to order against store writes, so skip store_lock (re-checked
+            # under the lock, since attach_store sets the store while holding both).
+            with self.lock:
+                if self.store is None:
+                    self._insert(own)
+                    snap = self.snapshot(own.id)
+                    wake = self.planner.wake_needed
+                else:
+                    wake = None
+            if wake is not None:
+                if wake:
+                    self.wake()
+                if self.bus:
+                    self.publish(EventType.TASK_ADDED, task_id=own.id)
+                return snap
         with self.store_lock:
             with self.lock:
-                now = self.now()
-                old = self.planner.entries.get(own.id)
-                if old is not None and own.id not in self.adoptable:
-                    raise DuplicateTaskError(own.id)
-                self._check_deps(own.id, own.dependencies)
-                entry = self._make_entry(own)
-                resolved = self._resolve(own)
-                if resolved is None and own.handler is None:
-                    raise ValueError(f"task.handler: task {own.id!r} has no handler "
-                                     "(pass handler= or register_handler first)")
-                entry.runnable = resolved is not None
-                prev = self.tasks.get(own.id)
-                self.tasks[own.id] = own
-                self._set_resolved(own.id, resolved)
-                if old is not None:
-                    # Defined in code after being loaded from the store: the code's
-                    # definition, the store's runtime state.
-                    prev_schedule = None if prev is None else prev.schedule
-                    self.adoptable.discard(own.id)
-                    self.raw.pop(own.id, None)
-                    self.planner.replace(old, entry, now, replan=prev_schedule != own.schedule)
-                else:
-                    self.planner.add(entry, now)
+                old, now = self._insert(own)
                 d = self.task_dict(own.id) if self.store else None
                 snap = self.snapshot(own.id)
             try:
@@ -388,6 +426,34 @@ class Engine:
         self._poke()
         self.publish(EventType.TASK_ADDED, task_id=own.id)
         return snap
+
+    def _insert(self, own: Task) -> tuple[_core.Entry | None, float]:
+        """Under the lock: check and plan a normalised task; returns (replaced entry, now)."""
+        now = self.now()
+        old = self.planner.entries.get(own.id)
+        if old is not None and own.id not in self.adoptable:
+            raise DuplicateTaskError(own.id)
+        if own.dependencies:
+            self._check_deps(own.id, own.dependencies)
+        entry = self._make_entry(own)
+        resolved = self._resolve(own)
+        if resolved is None and own.handler is None:
+            raise ValueError(f"task.handler: task {own.id!r} has no handler "
+                             "(pass handler= or register_handler first)")
+        entry.runnable = resolved is not None
+        prev = self.tasks.get(own.id)
+        self.tasks[own.id] = own
+        self._set_resolved(own.id, resolved)
+        if old is not None:
+            # Defined in code after being loaded from the store: the code's
+            # definition, the store's runtime state.
+            prev_schedule = None if prev is None else prev.schedule
+            self.adoptable.discard(own.id)
+            self.raw.pop(own.id, None)
+            self.planner.replace(old, entry, now, replan=prev_schedule != own.schedule)
+        else:
+            self.planner.add(entry, now)
+        return old, now
 
     def _set_resolved(self, task_id: str, resolved: Resolved | None) -> None:
         if resolved is None:

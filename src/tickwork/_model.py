@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ BeforeHook = Callable[["TaskContext"], Any]
 AfterHook = Callable[["TaskContext", "RunRecord"], Any]
 
 TASK_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,200}")
+_ZERO = timedelta(0)
 
 
 class ScheduleType(StrEnum):
@@ -125,6 +126,8 @@ class RetryPolicy:
 def _opt_td(value: object, fld: str) -> timedelta | None:
     if value is None:
         return None
+    if type(value) is timedelta:  # the common case, without a call (adds are hot: issue 7)
+        return value
     try:
         return to_timedelta(value, field=fld)
     except ValueError as e:
@@ -151,15 +154,16 @@ class Schedule:
 
     def __post_init__(self) -> None:
         try:
-            kind = ScheduleType(self.type)
+            kind = self.type if type(self.type) is ScheduleType else ScheduleType(self.type)
         except ValueError:
             raise InvalidScheduleError(
                 f"schedule.type: unknown schedule type {self.type!r} "
                 "(expected 'interval', 'once' or 'cron')"
             ) from None
         object.__setattr__(self, "type", kind)
-        object.__setattr__(self, "jitter", _opt_td(self.jitter, "schedule.jitter"))
-        if self.jitter is not None and self.jitter < timedelta(0):
+        if self.jitter is not None:
+            object.__setattr__(self, "jitter", _opt_td(self.jitter, "schedule.jitter"))
+        if self.jitter is not None and self.jitter < _ZERO:
             raise InvalidScheduleError(f"schedule.jitter: must be >= 0, got {self.jitter}")
         if self.start_at is not None and not isinstance(self.start_at, datetime):
             raise InvalidScheduleError(
@@ -167,11 +171,12 @@ class Schedule:
             )
         if kind is ScheduleType.INTERVAL:
             iv = _opt_td(self.interval, "schedule.interval")
-            if iv is None or iv <= timedelta(0):
+            if iv is None or iv <= _ZERO:
                 raise InvalidScheduleError(
                     f"schedule.interval: must be > 0, got {self.interval!r}"
                 )
-            object.__setattr__(self, "interval", iv)
+            if iv is not self.interval:
+                object.__setattr__(self, "interval", iv)
         elif kind is ScheduleType.ONCE:
             times = self.times
             if isinstance(times, datetime):
@@ -229,6 +234,42 @@ def every(
 
     ``every(minutes=5)``, ``every(timedelta(hours=1))``, ``every("1h30m")``.
     """
+    # Schedules are frozen values: equal arguments give back the same object, so a loop
+    # adding thousands of tasks builds (and the scheduler stores) one schedule, not one
+    # per task (issue 7). The zone is part of the key: equal instants print differently.
+    try:
+        key = (interval, seconds, minutes, hours, days, start_at,
+               None if start_at is None else (start_at.tzinfo, start_at.fold), jitter,
+               fixed_rate)
+        hit = _EVERY.get(key)
+    except TypeError:  # an unhashable argument: no caching, the checks below report it
+        key, hit = None, None
+    if hit is not None:
+        return hit
+    sched = _every(interval, seconds, minutes, hours, days, start_at=start_at, jitter=jitter,
+                   fixed_rate=fixed_rate)
+    if key is not None:
+        if len(_EVERY) >= _EVERY_MAX:
+            _EVERY.clear()
+        _EVERY[key] = sched
+    return sched
+
+
+_EVERY: dict[tuple[Any, ...], Schedule] = {}
+_EVERY_MAX = 1024
+
+
+def _every(
+    interval: timedelta | str | float | None,
+    seconds: float,
+    minutes: float,
+    hours: float,
+    days: float,
+    *,
+    start_at: datetime | None,
+    jitter: timedelta | float | None,
+    fixed_rate: bool,
+) -> Schedule:
     if interval is not None:
         if seconds or minutes or hours or days:
             raise InvalidScheduleError(
@@ -240,13 +281,15 @@ def every(
                 raise InvalidScheduleError(str(e)) from None
         else:
             td = _opt_td(interval, "schedule.interval") or timedelta(0)
+    elif not (minutes or hours or days):
+        td = timedelta(seconds=seconds)
     else:
         td = timedelta(seconds=seconds, minutes=minutes, hours=hours, days=days)
     return Schedule(
         type=ScheduleType.INTERVAL,
         interval=td,
         start_at=start_at,
-        jitter=_opt_td(jitter, "schedule.jitter"),
+        jitter=None if jitter is None else _opt_td(jitter, "schedule.jitter"),
         fixed_rate=fixed_rate,
     )
 
@@ -334,42 +377,65 @@ def validate_task_fields(task: Task) -> None:
     h = task.handler
     if h is not None and not callable(h) and not (isinstance(h, str) and h.strip()):
         raise ValueError(f"task.handler: expected a callable or 'module:function', got {h!r}")
-    for name in ("name", "description"):
-        v = getattr(task, name)
-        if not isinstance(v, str):
-            raise ValueError(f"task.{name}: expected a string, got {v!r}")
-    if not isinstance(task.enabled, bool):
+    # The checks below take the cheap path for the usual values first: add_task is on
+    # the hot path of bulk loading (issue 7), and every branch still names the field.
+    if type(task.name) is not str or type(task.description) is not str:
+        for name in ("name", "description"):
+            v = getattr(task, name)
+            if not isinstance(v, str):
+                raise ValueError(f"task.{name}: expected a string, got {v!r}")
+    if task.enabled is not True and task.enabled is not False:
         raise ValueError(f"task.enabled: expected a bool, got {task.enabled!r}")
     if isinstance(task.priority, bool) or not isinstance(task.priority, int):
         raise ValueError(f"task.priority: expected an int, got {task.priority!r}")
     deps = task.dependencies
-    if isinstance(deps, str) or not all(isinstance(d, str) and d for d in deps):
+    if (deps or type(deps) is not list) and (
+            isinstance(deps, str) or not all(isinstance(d, str) and d for d in deps)):
         raise ValueError(f"task.dependencies: expected a list of task ids, got {deps!r}")
     if task.retry is not None and not isinstance(task.retry, RetryPolicy):
         raise ValueError(f"task.retry: expected a RetryPolicy or None, got {task.retry!r}")
-    for name in ("timeout", "misfire_grace"):
-        v = getattr(task, name)
-        if v is None:
-            continue
-        td = to_timedelta(v, field=f"task.{name}")
-        if td < timedelta(0) or (name == "timeout" and td == timedelta(0)):
-            raise ValueError(f"task.{name}: must be positive, got {v!r}")
+    if task.timeout is not None or task.misfire_grace is not None:
+        for name in ("timeout", "misfire_grace"):
+            v = getattr(task, name)
+            if v is None:
+                continue
+            td = to_timedelta(v, field=f"task.{name}")
+            if td < _ZERO or (name == "timeout" and td == _ZERO):
+                raise ValueError(f"task.{name}: must be positive, got {v!r}")
     mi = task.max_instances
-    if isinstance(mi, bool) or not isinstance(mi, int) or mi < 1:
+    if (type(mi) is not int or mi < 1) and (
+            isinstance(mi, bool) or not isinstance(mi, int) or mi < 1):
         raise ValueError(f"task.max_instances: must be an int >= 1, got {mi!r}")
     if task.on_lease_loss not in ("retry", "fail"):
         raise ValueError(
             f"task.on_lease_loss: must be 'retry' or 'fail', got {task.on_lease_loss!r}"
         )
     md = task.metadata
-    if not isinstance(md, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in md.items()
-    ):
+    if (md or type(md) is not dict) and (not isinstance(md, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in md.items())):
         raise ValueError(f"task.metadata: expected a dict of str to str, got {md!r}")
-    for name in ("before_run", "after_run"):
-        v = getattr(task, name)
-        if v is not None and not callable(v):
-            raise ValueError(f"task.{name}: expected a callable, got {v!r}")
+    if task.before_run is not None or task.after_run is not None:
+        for name in ("before_run", "after_run"):
+            v = getattr(task, name)
+            if v is not None and not callable(v):
+                raise ValueError(f"task.{name}: expected a callable, got {v!r}")
+
+
+def _make_clone() -> Callable[[Task], Task]:
+    # A shallow copy of a Task in one straight-line function, generated from the fields
+    # so that a field added later is copied too. dataclasses.replace (which re-runs
+    # __init__ through keyword arguments) was a quarter of add_task's cost (issue 7).
+    names = [f.name for f in fields(Task)]
+    body = "".join(f"    n.{x} = t.{x}\n" for x in names)
+    src = f"def clone_task(t):\n    n = _new(_cls)\n{body}    return n\n"
+    ns: dict[str, Any] = {"_new": object.__new__, "_cls": Task}
+    exec(src, ns)  # the source is built above from the dataclass's own field names
+    fn: Callable[[Task], Task] = ns["clone_task"]
+    return fn
+
+
+clone_task = _make_clone()
+"""A shallow copy of a Task (no validation, same field values)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

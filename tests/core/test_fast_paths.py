@@ -1,0 +1,83 @@
+"""The shortcuts taken for speed (issue 7) keep every promise they short-cut."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from tickwork import Scheduler, Task, at, every
+from tickwork.testing import FakeClock, run_until
+
+from .conftest import T0, Calls, at_s
+
+
+def test_every_with_equal_arguments_is_one_value_and_zones_stay_apart() -> None:
+    start = datetime(2030, 1, 1, 12, tzinfo=UTC)
+    same_instant = datetime(2030, 1, 1, 13, tzinfo=timezone(timedelta(hours=1)))
+    assert every(minutes=5, start_at=start) is every(minutes=5, start_at=start)
+    other = every(minutes=5, start_at=same_instant)
+    assert other.start_at is not None and other.start_at.utcoffset() == timedelta(hours=1)
+    assert every(minutes=5) != every(minutes=6)
+
+
+def test_tasks_sharing_a_schedule_keep_their_own_zone(sched: Scheduler) -> None:
+    utc_start = datetime(2030, 1, 1, 12, tzinfo=UTC)
+    plus_one = datetime(2030, 1, 1, 13, tzinfo=timezone(timedelta(hours=1)))
+    sched.add_task(Task(id="a", handler=lambda: None, schedule=every(hours=1, start_at=utc_start)))
+    sched.add_task(Task(id="b", handler=lambda: None, schedule=every(hours=1, start_at=plus_one)))
+    a, b = sched.get_task("a").schedule, sched.get_task("b").schedule
+    assert a.start_at is not None and a.start_at.utcoffset() == timedelta(0)
+    assert b.start_at is not None and b.start_at.utcoffset() == timedelta(hours=1)
+
+
+def test_the_scheduler_copy_and_snapshots_are_independent(sched: Scheduler) -> None:
+    deps: list[str] = []
+    meta: dict[str, str] = {}
+    sched.add_task(Task(id="base", handler=lambda: None, schedule=every(hours=1)))
+    t = Task(id="x", handler=lambda: None, schedule=every(hours=1), dependencies=deps,
+             metadata=meta)
+    snap = sched.add_task(t)
+    deps.append("base")
+    meta["k"] = "v"
+    t.name = "changed"
+    snap.dependencies.append("base")
+    snap.metadata["k"] = "v"
+    again = sched.get_task("x")
+    assert again.dependencies == [] and again.metadata == {} and again.name == ""
+    # the shared empty containers were not touched either
+    other = sched.add_task(Task(id="y", handler=lambda: None, schedule=every(hours=1)))
+    assert other.dependencies == [] and other.metadata == {}
+
+
+def test_a_removed_task_readded_with_its_id_ignores_the_old_timer(clock: FakeClock) -> None:
+    s = Scheduler(clock=clock, timezone="UTC")
+    s.start()
+    try:
+        calls = Calls(clock)
+        s.add_task(Task(id="t", handler=calls, schedule=at(at_s(10))))
+        s.remove_task("t")
+        s.add_task(Task(id="t", handler=calls, schedule=at(at_s(20))))
+        run_until(s, clock, at_s(15))
+        assert calls.count == 0  # the first definition's timer (t=10) must not fire it
+        run_until(s, clock, at_s(25))
+        assert calls.rel() == [20.0]
+    finally:
+        s.stop()
+
+
+def test_run_now_before_and_after_a_disable(clock: FakeClock) -> None:
+    s = Scheduler(clock=clock, timezone="UTC")
+    s.start()
+    try:
+        calls = Calls(clock)
+        s.add_task(Task(id="t", handler=calls, schedule=every(hours=1, start_at=T0
+                                                                + timedelta(days=1))))
+        s.run_now("t")
+        run_until(s, clock, at_s(1))
+        assert calls.count == 1
+        s.disable_task("t")
+        s.enable_task("t")
+        s.run_now("t")
+        run_until(s, clock, at_s(2))
+        assert calls.count == 2
+    finally:
+        s.stop()
