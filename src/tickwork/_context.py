@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from ._clock import Clock
+
+_CREATE = threading.Lock()  # guards the lazy creation of a context's condition
 
 
 class TaskContext:
@@ -19,19 +21,24 @@ class TaskContext:
     """
 
     __slots__ = (
+        "_base_logger",
         "_cancelled",
         "_clock",
         "_cond",
+        "_deadline",
+        "_deadline_ts",
+        "_logger",
+        "_run_key",
+        "_scheduled",
+        "_scheduled_ts",
+        "_started",
+        "_started_ts",
+        "_tz",
         "_wait_until",
         "attempt",
         "connection",
-        "deadline",
         "fence",
-        "logger",
         "run_id",
-        "run_key",
-        "scheduled_for",
-        "started_at",
         "task_id",
     )
 
@@ -41,50 +48,116 @@ class TaskContext:
         task_id: str,
         run_id: str,
         attempt: int,
-        scheduled_for: datetime,
-        started_at: datetime,
-        deadline: datetime | None,
+        scheduled_for: datetime | None = None,
+        started_at: datetime | None = None,
+        deadline: datetime | None = None,
         clock: Clock,
-        logger: logging.Logger | logging.LoggerAdapter[Any],
+        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
         fence: int | None = None,
         connection: Any = None,
+        tz: tzinfo | None = None,
+        scheduled_ts: float = 0.0,
+        started_ts: float = 0.0,
+        deadline_ts: float | None = None,
+        base_logger: logging.Logger | None = None,
     ) -> None:
+        # The datetimes, run key, logger adapter and condition are built on first use:
+        # most handlers never look at them, and building them for every run was a large
+        # part of a run's cost (issue 7). Give either datetimes or POSIX seconds + ``tz``.
         self.task_id = task_id
         self.run_id = run_id
         self.attempt = attempt
-        self.scheduled_for = scheduled_for
-        self.started_at = started_at
-        self.deadline = deadline
-        # Idempotency key: the same for every attempt and every instance that runs this
-        # occurrence, so handlers can make external effects happen once.
-        self.run_key = f"{task_id}@{scheduled_for.strftime('%Y-%m-%dT%H:%M:%S%z')}"
-        self.logger = logger
+        self._scheduled = scheduled_for
+        self._started = started_at
+        self._deadline = deadline
+        self._tz = tz
+        self._scheduled_ts = scheduled_ts
+        self._started_ts = started_ts
+        self._deadline_ts = deadline_ts
+        self._run_key: str | None = None
+        self._logger = logger
+        self._base_logger = base_logger
         self.fence = fence
         self.connection = connection
         self._clock = clock
-        self._cond = threading.Condition()
+        self._cond: threading.Condition | None = None
         self._cancelled = False
         # Set while wait() sleeps: lets tickwork.testing.settle tell a handler blocked on a
         # FakeClock (it can only progress when the test moves time) from one still working.
         self._wait_until: float | None = None
 
     @property
+    def scheduled_for(self) -> datetime:
+        d = self._scheduled
+        if d is None:
+            d = self._scheduled = datetime.fromtimestamp(self._scheduled_ts, self._tz)
+        return d
+
+    @property
+    def started_at(self) -> datetime:
+        d = self._started
+        if d is None:
+            d = self._started = datetime.fromtimestamp(self._started_ts, self._tz)
+        return d
+
+    @property
+    def deadline(self) -> datetime | None:
+        d = self._deadline
+        if d is None and self._deadline_ts is not None:
+            d = self._deadline = datetime.fromtimestamp(self._deadline_ts, self._tz)
+        return d
+
+    @property
+    def run_key(self) -> str:
+        """Idempotency key: the same for every attempt and every instance that runs this
+        occurrence, so handlers can make external effects happen once."""
+        k = self._run_key
+        if k is None:
+            k = self._run_key = (
+                f"{self.task_id}@{self.scheduled_for.strftime('%Y-%m-%dT%H:%M:%S%z')}")
+        return k
+
+    @run_key.setter
+    def run_key(self, value: str) -> None:
+        self._run_key = value  # the cluster engine sets its instance-independent spelling
+
+    @property
+    def logger(self) -> logging.Logger | logging.LoggerAdapter[Any]:
+        lg = self._logger
+        if lg is None:
+            base = self._base_logger or logging.getLogger("tickwork")
+            lg = self._logger = logging.LoggerAdapter(
+                base, {"task_id": self.task_id, "run_id": self.run_id})
+        return lg
+
+    def _condition(self) -> threading.Condition:
+        c = self._cond
+        if c is None:
+            with _CREATE:
+                c = self._cond
+                if c is None:
+                    c = self._cond = threading.Condition()
+        return c
+
+    @property
     def cancelled(self) -> bool:
         return self._cancelled
 
     def cancel(self) -> None:
-        with self._cond:
+        cond = self._condition()
+        with cond:
             self._cancelled = True
-            self._cond.notify_all()
+            cond.notify_all()
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to ``seconds``; return True early (at once) if cancelled."""
         until = self._clock.time() + seconds
-        with self._cond:
+        cond = self._condition()
+        with cond:
             self._wait_until = until
             try:
                 while not self._cancelled and self._clock.time() < until:
-                    self._clock.wait(self._cond, until)
+                    self._clock.wait(cond, until)
             finally:
                 self._wait_until = None
             return self._cancelled

@@ -122,7 +122,8 @@ class Engine:
         self.orphan_reason: dict[str, str] = {}
         self.raw: dict[str, TaskDict] = {}  # stored dicts of orphans, saved back unchanged
         self.adoptable: set[str] = set()  # loaded from the store, not yet defined in code
-        self.history: deque[RunRecord] = deque(maxlen=HISTORY_IN_MEMORY)
+        # RunRecords, or runs ended inline whose record is built when history is read
+        self.history: deque[Any] = deque(maxlen=HISTORY_IN_MEMORY)
         self._schedules: dict[tuple[Any, ...], Schedule] = {}
         self._timings: dict[int, tuple[Schedule, Timing]] = {}
         self.stats = {"total_runs": 0, "total_errors": 0, "total_retries": 0,
@@ -595,7 +596,7 @@ class Engine:
             out = []
             for r in reversed(self.history):
                 if task_id is None or r.task_id == task_id:
-                    out.append(r)
+                    out.append(r if type(r) is RunRecord else r.record(self.tz))
                     if len(out) >= limit:
                         break
             return out
@@ -633,37 +634,56 @@ class Engine:
         with self.lock:
             if self.stopping:
                 return [], later
-            now = self.now()
-            free = self.max_workers - self.busy
-            decisions = self.planner.collect(now, free)
-            starts: list[_core.Run] = []
-            for d in decisions:
-                if isinstance(d, _core.Start):
-                    run = d.run
-                    res = self.resolved.get(run.entry.task_id)
-                    if res is None:  # handler vanished: end it as failed, never crash
-                        out = self.planner.attempt_finished(
-                            run, run.token, now, error="LookupError: no handler", stopping=True)
-                        if isinstance(out, _core.Done):
-                            later.append(self._finalizer(out.run))
-                        continue
-                    run.handler = res
-                    run.ctx = self._context(run, now)
-                    self.busy += 1
-                    starts.append(run)
-                elif isinstance(d, _core.Timeout):
-                    later.extend(self._timeout(d.run, now))
-                else:
-                    later.append(self._occurrence(d, now))
+            starts = self._start_due(self.now(), self.max_workers - self.busy, later)
         return starts, later
 
+    def slot_free_take(self) -> tuple[_core.Run | None, list[Callable[[], None]]]:
+        """On a worker whose run ended: free its slot and take the next ready run, if any.
+
+        The worker runs it itself instead of waking the timer thread to hand it over:
+        a burst of due runs then flows through the pool without a thread hand-off per run
+        (issue 7, W2). Priority order is kept: the run comes from the same ready heap,
+        one at a time. Returns (run or None, follow-ups to run outside the lock).
+        """
+        later: list[Callable[[], None]] = []
+        with self.lock:
+            self.busy -= 1
+            if self.stopping or not self.planner.has_ready():
+                return None, later
+            starts = self._start_due(self.now(), 1, later)
+        return (starts[0] if starts else None), later
+
+    def _start_due(self, now: float, free: int,
+                   later: list[Callable[[], None]]) -> list[_core.Run]:
+        """Under the lock: the planner's decisions at ``now``, runs to start counted busy."""
+        decisions = self.planner.collect(now, free)
+        starts: list[_core.Run] = []
+        for d in decisions:
+            if type(d) is _core.Start:
+                run = d.run
+                res = self.resolved.get(run.entry.task_id)
+                if res is None:  # handler vanished: end it as failed, never crash
+                    out = self.planner.attempt_finished(
+                        run, run.token, now, error="LookupError: no handler", stopping=True)
+                    if isinstance(out, _core.Done):
+                        later.append(self._finalizer(out.run))
+                    continue
+                run.handler = res
+                run.ctx = self._context(run, now)
+                self.busy += 1
+                starts.append(run)
+            elif isinstance(d, _core.Timeout):
+                later.extend(self._timeout(d.run, now))
+            else:
+                assert isinstance(d, _core.Occurrence)
+                later.append(self._occurrence(d, now))
+        return starts
+
     def _context(self, run: _core.Run, now: float) -> TaskContext:
-        tid = run.entry.task_id
         return TaskContext(
-            task_id=tid, run_id=run.run_id, attempt=run.attempt,
-            scheduled_for=to_dt(run.scheduled_for, self.tz), started_at=to_dt(now, self.tz),
-            deadline=self.dt(run.deadline), clock=self.clock,
-            logger=logging.LoggerAdapter(self.logger, {"task_id": tid, "run_id": run.run_id}),
+            task_id=run.entry.task_id, run_id=run.run_id, attempt=run.attempt, clock=self.clock,
+            tz=self.tz, scheduled_ts=run.scheduled_for, started_ts=now,
+            deadline_ts=run.deadline, base_logger=self.logger,
         )
 
     def _timeout(self, run: _core.Run, now: float) -> list[Callable[[], None]]:
@@ -742,10 +762,29 @@ class Engine:
                 run.result = keep_result(result)
             out = self.planner.attempt_finished(run, token, now, error=error,
                                                 stopping=self.stopping)
-            later = self._after_outcome(out)
+            if type(out) is _core.Done and self._finish_inline(out.run):
+                later: list[Callable[[], None]] = []
+            else:
+                later = self._after_outcome(out)
         for fn in later:
             fn()
         self._poke()
+
+    def _finish_inline(self, run: _core.Run) -> bool:
+        """Under the lock: end a run in place when nothing outside the lock must happen
+        first (no store write, no after_run hook, no subscriber): the general path takes
+        the lock twice more and builds the record's datetimes at once (issue 7, W2)."""
+        if self.store is not None or self.bus:
+            return False
+        task = self.tasks.get(run.entry.task_id)
+        if task is not None and task.after_run is not None:
+            return False
+        self.stats["total_runs"] += 1
+        if run.status is not RunStatus.SUCCEEDED:
+            self.stats["total_errors"] += 1
+        self.history.append(_PendingRecord(run, self.instance_id))
+        self.planner.release(run, self.now())
+        return True
 
     def slot_free(self) -> None:
         with self.lock:
@@ -829,6 +868,36 @@ class Engine:
             self.save_tasks()
         except StoreError:
             self.logger.exception("could not save tasks on stop")
+
+
+class _PendingRecord:
+    """A finished run's record, its datetimes built only if the history is read."""
+
+    __slots__ = ("attempts", "error", "finished", "instance_id", "manual", "result", "run_id",
+                 "scheduled", "started", "status", "task_id")
+
+    def __init__(self, run: _core.Run, instance_id: str) -> None:
+        self.run_id = run.run_id
+        self.task_id = run.entry.task_id
+        self.scheduled = run.scheduled_for
+        self.started = run.started_at
+        self.finished = run.finished_at
+        self.status = run.status
+        self.attempts = run.attempt
+        self.error = run.last_error
+        self.result = run.result
+        self.instance_id = instance_id
+        self.manual = run.manual
+
+    def record(self, tz: tzinfo) -> RunRecord:
+        fin = self.finished
+        return RunRecord(
+            run_id=self.run_id, task_id=self.task_id,
+            scheduled_for=to_dt(self.scheduled, tz), started_at=to_dt(self.started, tz),
+            finished_at=None if fin is None else to_dt(fin, tz), status=self.status,
+            attempts=self.attempts, error=self.error, result=self.result,
+            instance_id=self.instance_id, manual=self.manual,
+        )
 
 
 def _secs(v: timedelta | float) -> float:

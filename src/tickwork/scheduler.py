@@ -159,6 +159,10 @@ class Scheduler(_Api):
         self._loop_thread: threading.Thread | None = None
         self._stop_requested = False
         self._stopped = threading.Event()
+        # Workers take the next ready run themselves, unless the engine plans elsewhere
+        # (the cluster engine claims runs from the database in its own tick).
+        eng_type = type(self._engine)
+        self._pull = eng_type.tick is Engine.tick and eng_type.slot_free is Engine.slot_free
 
     # ----- lifecycle ----------------------------------------------------------------
     def start(self) -> None:
@@ -263,7 +267,7 @@ class Scheduler(_Api):
             fut = asyncio.run_coroutine_threadsafe(run_async(eng, run), loop)
             run.future = fut
             fut.add_done_callback(lambda _f: eng.slot_free())
-        else:
+        elif not self._pull:
             def job() -> None:
                 try:
                     run_sync(eng, run)
@@ -271,6 +275,27 @@ class Scheduler(_Api):
                     eng.slot_free()
 
             self._pool.submit(job)
+        else:
+            self._pool.submit(lambda: self._work(run))
+
+    def _work(self, run: _core.Run) -> None:
+        """A worker runs ``run``, then the next ready ones it takes itself (see
+        ``Engine.slot_free_take``) until none is ready."""
+        eng = self._engine
+        nxt: _core.Run | None = run
+        while nxt is not None:
+            current = nxt
+            try:
+                run_sync(eng, current)
+            except BaseException:  # run_sync contains handler errors: this is a bug
+                eng.logger.exception("run %s of task %r: internal error", current.run_id,
+                                     current.entry.task_id)
+            nxt, later = eng.slot_free_take()
+            for fn in later:
+                fn()
+            if nxt is not None and nxt.handler.is_async:
+                self._dispatch(nxt)
+                return
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         with self._cond:
