@@ -61,3 +61,24 @@ class TaskStore(Protocol):
     def close(self) -> None:
         """Release files/connections. Idempotent."""
         ...
+
+
+RunWrite = tuple["TaskDict | None", RunRecord]
+
+
+def record_runs(store: TaskStore, items: Sequence[RunWrite], now: datetime) -> None:
+    """Write several finished runs: ``store.record_runs(items, now)`` when the store has it,
+    else ``record_run`` for each, in order.
+
+    ``record_runs`` is an optional addition to the protocol (group commit): it must have
+    the effect of calling ``record_run(task, record, now)`` for each item in order, and
+    may do it in one atomic write (one transaction, one fsync), which is what lets a
+    durable store keep up with thousands of runs per second (issue 7). Stores written
+    against the original protocol keep working through the fallback.
+    """
+    batch = getattr(store, "record_runs", None)
+    if callable(batch):
+        batch(items, now)
+        return
+    for task, record in items:
+        store.record_run(task, record, now)

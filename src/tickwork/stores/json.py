@@ -314,6 +314,19 @@ class JsonTaskStore:
             snap.runs.sweep(now)
             self._write(snap, self._lock_fd)
 
+    def record_runs(self, items: Sequence[tuple[TaskDict | None, RunRecord]],
+                    now: datetime) -> None:
+        """``record_run`` for each item, in order, in one file replacement."""
+        prepared = [(None if t is None else copy_task(t),
+                     json.loads(dump_json(record_to_dict(r))), r) for t, r in items]
+        with self._locked(write=True) as snap:
+            for copied, data, record in prepared:
+                if copied is not None:
+                    snap.tasks[copied[0]] = copied[1].encode("utf-8")
+                snap.runs.put(data, record)
+            snap.runs.sweep(now)
+            self._write(snap, self._lock_fd)
+
     def get_history(self, task_id: str | None = None, limit: int = 100) -> list[RunRecord]:
         with self._locked(write=False) as snap:
             return snap.runs.history(task_id, limit)

@@ -69,6 +69,18 @@ class MemoryTaskStore:
             self._runs.put(data, record)
             self._runs.sweep(now)
 
+    def record_runs(self, items: Sequence[tuple[TaskDict | None, RunRecord]],
+                    now: datetime) -> None:
+        """``record_run`` for each item, in order, as one step (see ``base.record_runs``)."""
+        prepared = [(None if t is None else copy_task(t),
+                     json.loads(dump_json(record_to_dict(r))), r) for t, r in items]
+        with self._lock:
+            for copied, data, record in prepared:
+                if copied is not None:
+                    self._tasks[copied[0]] = copied[1]
+                self._runs.put(data, record)
+            self._runs.sweep(now)
+
     def get_history(self, task_id: str | None = None, limit: int = 100) -> list[RunRecord]:
         with self._lock:
             return self._runs.history(task_id, limit)

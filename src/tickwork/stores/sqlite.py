@@ -220,21 +220,32 @@ class SqliteTaskStore:
             )
 
     def record_run(self, task: TaskDict | None, record: RunRecord, now: datetime) -> None:
-        copied = None if task is None else copy_task(task)
-        d = record_to_dict(record)
-        result = None if d["result"] is None else dump_json(d["result"])
-        row = (sort_timestamp(record), d["run_id"], d["task_id"], d["scheduled_for"],
-               d["started_at"], d["finished_at"], d["status"], d["attempts"], d["error"],
-               result, d["instance_id"], int(d["manual"]))
+        self.record_runs([(task, record)], now)
+
+    def record_runs(self, items: Sequence[tuple[TaskDict | None, RunRecord]],
+                    now: datetime) -> None:
+        """``record_run`` for each item, in order, in ONE transaction (one WAL fsync):
+        group commit, so that thousands of finished runs per second can be durable."""
+        prepared = []
+        for task, record in items:
+            copied = None if task is None else copy_task(task)
+            d = record_to_dict(record)
+            result = None if d["result"] is None else dump_json(d["result"])
+            row = (sort_timestamp(record), d["run_id"], d["task_id"], d["scheduled_for"],
+                   d["started_at"], d["finished_at"], d["status"], d["attempts"], d["error"],
+                   result, d["instance_id"], int(d["manual"]))
+            prepared.append((copied, row, record.task_id))
         sweep = self.keep_days is not None and (
             self._last_sweep is None or now - self._last_sweep >= AGE_SWEEP_EVERY
         )
+        stamp = now.isoformat()
         with self._tx("record run") as c:
-            if copied is not None:
-                c.execute(_UPSERT_TASK, (copied[0], copied[1], now.isoformat()))
-            c.execute(_UPSERT_RUN, row)
-            if self.keep_runs_per_task is not None:
-                c.execute(_PRUNE_TASK, (record.task_id, record.task_id, self.keep_runs_per_task))
+            for copied, row, tid in prepared:
+                if copied is not None:
+                    c.execute(_UPSERT_TASK, (copied[0], copied[1], stamp))
+                c.execute(_UPSERT_RUN, row)
+                if self.keep_runs_per_task is not None:
+                    c.execute(_PRUNE_TASK, (tid, tid, self.keep_runs_per_task))
             if sweep and self.keep_days is not None:
                 c.execute("DELETE FROM runs WHERE sort_ts < ?",
                           (now.timestamp() - self.keep_days * 86400.0,))

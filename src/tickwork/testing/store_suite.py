@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from .._model import Priority, RetryPolicy, RunRecord, RunStatus, Task, at, every
 from .._serde import dump_json, task_to_dict
-from ..stores.base import TaskDict, TaskStore
+from ..stores.base import TaskDict, TaskStore, record_runs
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 CET = timezone(timedelta(hours=1))
@@ -234,6 +234,31 @@ def check_record_run_updates_task(factory: StoreFactory) -> None:
     s.close()
 
 
+def check_record_runs_batch(factory: StoreFactory) -> None:
+    """The optional ``record_runs`` (group commit) has the effect of ``record_run`` per
+    item, in order; stores without it are served by the fallback in ``base.record_runs``."""
+    s = factory(keep_runs_per_task=2)
+    s.upsert_task(sample_task("a", run_count=0), NOW)
+    s.upsert_task(sample_task("b", run_count=0), NOW)
+    a1, a2 = sample_task("a", run_count=1), sample_task("a", run_count=2)
+    b1 = sample_task("b", run_count=1)
+    items: list[tuple[TaskDict | None, RunRecord]] = [
+        (a1, run("a-1", "a", minute=1)),
+        (b1, run("b-1", "b", minute=2)),
+        (a2, run("a-2", "a", minute=3)),  # the later state of the same task wins
+        (None, run("a-3", "a", minute=4)),  # retention counts within the batch too
+        (None, run("b-1", "b", minute=2, status=RunStatus.FAILED)),  # same run id: update
+    ]
+    record_runs(s, items, NOW)
+    record_runs(s, [], NOW)  # an empty batch is no error
+    s = _reopen(s, factory, keep_runs_per_task=2)
+    _same_bytes(s.load_tasks(), [a2, b1], "record_runs writes each task's latest state")
+    _eq([r.run_id for r in s.get_history()], ["a-3", "a-2", "b-1"],
+        "record_runs appends in order, with retention")
+    _eq(s.get_history("b")[0].status, RunStatus.FAILED, "record_runs updates a same run_id")
+    s.close()
+
+
 def check_record_update_same_run_id(factory: StoreFactory) -> None:
     s = factory()
     running = run("r1", minute=0, status=RunStatus.RUNNING)
@@ -366,6 +391,7 @@ STORE_CHECKS: tuple[Callable[[StoreFactory], None], ...] = (
     check_delete_keeps_history,
     check_replace_tasks,
     check_record_run_updates_task,
+    check_record_runs_batch,
     check_record_update_same_run_id,
     check_record_fields_round_trip,
     check_history_order_filter_limit,
