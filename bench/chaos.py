@@ -15,7 +15,7 @@ all on one grid (``start_at`` = a whole second), fixed rate, so the expected occ
 can be enumerated. **Lease 5 s** (heartbeat and reaper every ~1.7 s), so takeovers are
 quick enough to observe many in a few minutes. 4 instances, each ``python chaos.py
 --worker K`` (instance 3 with its clock 5 min behind, instance 2 five min ahead: an
-injected clock; ``--faketime`` runs instance 3 under ``faketime -f -5m`` instead). Every
+injected clock; ``--faketime`` preloads libfaketime into them instead). Every
 2-6 s the killer picks an instance and does one of: SIGKILL + restart; SIGSTOP for
 lease + 2 s then SIGCONT; ``pg_terminate_backend`` of all its connections.
 
@@ -69,6 +69,7 @@ ADMIN_DSN = os.environ.get("TICKWORK_PG_ADMIN_DSN",
 LEASE = 5.0
 ACCEPTED = ("succeeded", "failed", "timed_out", "cancelled")
 SKEW = {2: +300.0, 3: -300.0}
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 
 
 # --------------------------------------------------------------------------- worker
@@ -184,8 +185,13 @@ class Instance:
         env = dict(os.environ, PGAPPNAME=f"tw-chaos-{self.k}", PYTHONPATH=str(ROOT / "src"))
         skew = SKEW.get(self.k, 0.0)
         cmd = [sys.executable, __file__, "--worker", str(self.k), "--dsn", self.dsn]
-        if self.faketime and skew < 0:
-            cmd = ["faketime", "-f", f"{int(skew)}s", *cmd, "--skew", "0"]
+        if self.faketime and skew:
+            # libfaketime preloaded into the worker itself (the `faketime` wrapper would be
+            # the process we signal). Only the wall clock: a faked CLOCK_MONOTONIC breaks
+            # timed condition waits.
+            env.update(LD_PRELOAD=FAKETIME_LIB, FAKETIME=f"{int(skew):+d}s",
+                       FAKETIME_DONT_FAKE_MONOTONIC="1")
+            cmd += ["--skew", "0"]
         else:
             cmd += ["--skew", str(skew)]
         self.proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
@@ -210,7 +216,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the database")
     ap.add_argument("--faketime", action="store_true",
-                    help="skew instance 3 with libfaketime instead of an injected clock")
+                    help="skew instances 2 and 3 with libfaketime instead of injected clocks")
     ap.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--dsn", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--skew", type=float, default=0.0, help=argparse.SUPPRESS)
