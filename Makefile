@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench bench-quick test-cluster deps system-deps clean
+.PHONY: demo test lint typecheck pytest bench bench-quick test-cluster deps system-deps clean screenshots
 
 $(BIN)/python:
 	$(PY) -c 'import sys; assert sys.version_info >= (3, 11), "tickwork needs Python >= 3.11"'
@@ -53,6 +53,10 @@ bench-quick: $(STAMP)
 CHAOS_SECONDS ?= 180
 test-cluster: $(STAMP) system-deps
 	$(BIN)/python bench/chaos.py --seconds $(CHAOS_SECONDS)
+
+# Refresh the README's UI screenshots (the browser tests write them).
+screenshots: $(STAMP) system-deps
+	TICKWORK_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/service/test_browser.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info src/*.egg-info
