@@ -241,16 +241,22 @@ def _serve_http(factory: Callable[..., Any], sched: Scheduler, config: ServiceCo
     server = Server(uvicorn.Config(app, log_level="warning", lifespan="on",
                                    timeout_graceful_shutdown=5))
 
+    signalled = threading.Event()
+
     def request_stop() -> None:
         # Open event streams (a browser tab on the dashboard) never end by themselves:
         # close them first, or uvicorn waits for them forever.
         close = getattr(app.state, "close_streams", None)
         if callable(close):
             close()
-        if server.should_exit:
-            server.force_exit = True
         server.should_exit = True
         stop.set()
+
+    def on_signal() -> None:
+        if signalled.is_set():  # a second Ctrl-C: stop now, without waiting for requests
+            server.force_exit = True
+        signalled.set()
+        request_stop()
 
     def stop_on_request() -> None:
         stop.wait()
@@ -260,7 +266,7 @@ def _serve_http(factory: Callable[..., Any], sched: Scheduler, config: ServiceCo
     h, p = sock.getsockname()[:2]
     shown = f"[{h}]" if ":" in h else h
     print(f"tickwork: serving on http://{shown}:{p}/ (Ctrl-C stops)", file=out, flush=True)
-    with _signals(request_stop):
+    with _signals(on_signal):
         server.run(sockets=[sock])
 
 
