@@ -192,6 +192,7 @@ def test_run_now_through_another_instance(cluster: Cluster) -> None:
     wait_for("B knows the task", lambda: b.get_task("job"), timeout=2)
     b.run_now("job")
     wait_for("the manual run", lambda: rec.run_keys(), timeout=5)
+    wait_for("its outcome", lambda: cluster.rows("status = 'succeeded'"), timeout=5)
     time.sleep(0.5)  # a duplicate would show up now
     assert len(rec.run_keys()) == 1
     [row] = cluster.rows("task_id = 'job'")
@@ -290,6 +291,8 @@ def test_a_killed_instance_s_run_is_taken_over_after_the_lease(
             took = time.monotonic() - killed
             # lease + reaper period (lease/3 +- 20 %) + wake-up
             assert took <= LEASE.total_seconds() * 1.5 + 1.0, f"takeover took {took:.1f}s"
+            wait_for("the outcome", lambda: cluster.rows(
+                "task_id = 'slow' AND status <> 'running'"), timeout=5)
             rows = cluster.rows("task_id = 'slow'")
             assert len(rows) == 1, rows
             [row] = rows
@@ -334,6 +337,7 @@ def test_a_paused_holder_is_fenced_out(cluster: Cluster) -> None:
     wait_for("B re-ran it", lambda: "B" in ran, timeout=10)
     release.set()
     wait_for("A's outcome refused", lambda: a.get_stats()["cluster_fenced_out"] == 1, timeout=5)
+    wait_for("B's outcome", lambda: cluster.rows("status = 'succeeded'"), timeout=5)
     [row] = cluster.rows("task_id = 'job'")
     assert row[2] == "succeeded" and row[3] == 2 and row[4] == b.instance_id
 
