@@ -17,7 +17,7 @@ import random
 import socket
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
@@ -117,7 +117,9 @@ class Engine:
                                       delay=to_timedelta(retry_delay, field="retry_delay")),
             rng=rng,
         )
-        self.tasks: dict[str, Task] = {}
+        # The definitions live in the planner's entries (one object per task); this is a
+        # dict-like view that builds a Task on access.
+        self.tasks = TaskTable(self.planner.entries)
         self.handlers: dict[str, Callable[..., Any]] = {}
         self.resolved: dict[str, Resolved] = {}
         self.orphan_reason: dict[str, str] = {}
@@ -223,7 +225,7 @@ class Engine:
                 if len(self._timings) < _SHARED_MAX:
                     self._timings[id(s)] = (s, timing)
         j = s.jitter
-        return _core.Entry(
+        e = _core.Entry(
             task_id=task.id, seq=0, timing=timing, priority=int(task.priority),
             retry=task.retry,
             timeout=None if task.timeout is None else _secs(task.timeout),
@@ -232,6 +234,8 @@ class Engine:
             jitter=0.0 if j is None else j.total_seconds(),
             deps=tuple(task.dependencies) if task.dependencies else (), enabled=task.enabled,
         )
+        put_definition(e, task)
+        return e
 
     def _check_deps(self, task_id: str, deps: Iterable[str],
                     graph: dict[str, tuple[str, ...]] | None = None) -> None:
@@ -283,7 +287,7 @@ class Engine:
         self.orphan_reason.pop(task.id, None)
         return describe(fn)
 
-    def _handler_ref(self, task: Task) -> str | None:
+    def _handler_ref(self, task: Task | _core.Entry) -> str | None:
         h = task.handler
         if isinstance(h, str):
             return h
@@ -292,7 +296,6 @@ class Engine:
     # ----- snapshots ----------------------------------------------------------------
     def snapshot(self, task_id: str, *, nominal: bool = False) -> Task:
         e = self.planner.entries[task_id]
-        t = self.tasks[task_id]
         if task_id in self.orphan_reason and not e.runnable:
             state = TaskState.ORPHANED
         elif e.running:
@@ -306,9 +309,7 @@ class Engine:
         nxt = e.next_nominal if nominal or e.next_due is None else e.next_due
         if not e.enabled:
             nxt = None
-        snap = clone_task(t)
-        snap.dependencies = list(t.dependencies)
-        snap.metadata = dict(t.metadata)
+        snap = task_of(e)
         snap.enabled = e.enabled
         snap.last_run = None if e.last_run is None else to_dt(e.last_run, self.tz)
         snap.next_run = None if nxt is None else to_dt(nxt, self.tz)
@@ -326,7 +327,7 @@ class Engine:
         if raw is not None:
             return raw
         snap = self.snapshot(task_id, nominal=True)
-        return task_to_dict(snap, handler_ref=self._handler_ref(self.tasks[task_id]))
+        return task_to_dict(snap, handler_ref=self._handler_ref(self.planner.entries[task_id]))
 
     # ----- store --------------------------------------------------------------------
     def attach_store(self, store: TaskStore) -> None:
@@ -377,7 +378,6 @@ class Engine:
             if task.enabled and stored_next is None and not e.timing.finite:
                 stored_next = e.timing.first(now)
             finished = not task.enabled and task.schedule.type == "once" and e.run_count > 0
-            self.tasks[task.id] = dataclasses.replace(task, handler=task.handler)
             resolved = self._resolve(task)
             e.runnable = resolved is not None
             if resolved is not None:
@@ -447,13 +447,11 @@ class Engine:
             raise ValueError(f"task.handler: task {own.id!r} has no handler "
                              "(pass handler= or register_handler first)")
         entry.runnable = resolved is not None
-        prev = self.tasks.get(own.id)
-        self.tasks[own.id] = own
         self._set_resolved(own.id, resolved)
         if old is not None:
             # Defined in code after being loaded from the store: the code's
             # definition, the store's runtime state.
-            prev_schedule = None if prev is None else prev.schedule
+            prev_schedule = old.schedule
             self.adoptable.discard(own.id)
             self.raw.pop(own.id, None)
             self.planner.replace(old, entry, now, replan=prev_schedule != own.schedule)
@@ -500,8 +498,7 @@ class Engine:
                 dones = self.planner.set_enabled(task_id, enabled, now)
                 if changed:
                     self.raw.pop(task_id, None)
-                    self.tasks[task_id] = dataclasses.replace(self.tasks[task_id],
-                                                              enabled=enabled)
+                    e.def_enabled = enabled
                 d = self.task_dict(task_id) if self.store and changed else None
                 snap = self.snapshot(task_id)
             if d is not None:
@@ -528,7 +525,6 @@ class Engine:
                 resolved = self._resolve(own)
                 now = self.now()
                 was_enabled = old.enabled
-                self.tasks[task_id] = own
                 self.raw.pop(task_id, None)
                 self._set_resolved(task_id, resolved)
                 entry.runnable = resolved is not None
@@ -557,9 +553,9 @@ class Engine:
             raise ValueError(f"register_handler: handler for {key!r} is not callable: {fn!r}")
         with self.lock:
             self.handlers[key] = fn
-            for tid, t in self.tasks.items():
+            for tid, t in self.planner.entries.items():
                 if tid == key or t.handler == key:
-                    resolved = self._resolve(t)
+                    resolved = self._resolve(task_of(t))
                     self._set_resolved(tid, resolved)
                     if resolved is not None:
                         # Adopted: from now on its state is written like any task's (the
@@ -752,10 +748,10 @@ class Engine:
             return
         tid = run.entry.task_id
         self.publish(EventType.RUN_STARTED, task_id=tid, run_id=run.run_id, attempt=1)
-        hook = self.tasks.get(tid)
-        if hook is not None and hook.before_run is not None:
+        hook = run.entry.before_run
+        if hook is not None:
             try:
-                hook.before_run(run.ctx)
+                hook(run.ctx)
             except Exception:
                 self.logger.exception("before_run hook of task %r failed", tid)
 
@@ -786,8 +782,7 @@ class Engine:
         """
         if self.store is None:
             return False
-        task = self.tasks.get(run.entry.task_id)
-        if task is not None and task.after_run is not None:
+        if run.entry.after_run is not None:
             return False
         self.stats["total_runs"] += 1
         if run.status is not RunStatus.SUCCEEDED:
@@ -846,8 +841,7 @@ class Engine:
         the lock twice more and builds the record's datetimes at once (issue 7, W2)."""
         if self.store is not None or self.bus:
             return False
-        task = self.tasks.get(run.entry.task_id)
-        if task is not None and task.after_run is not None:
+        if run.entry.after_run is not None:
             return False
         self.stats["total_runs"] += 1
         if run.status is not RunStatus.SUCCEEDED:
@@ -871,13 +865,13 @@ class Engine:
             self.stats["total_errors"] += 1
         now = run.finished_at or self.now()
         rec = self._run_record(run, now)
-        task = self.tasks.get(e.task_id)
+        hook = e.after_run
         ctx = run.ctx
 
         def finish() -> None:
-            if task is not None and task.after_run is not None and ctx is not None:
+            if hook is not None and ctx is not None:
                 try:
-                    task.after_run(ctx, rec)
+                    hook(ctx, rec)
                 except Exception:
                     self.logger.exception("after_run hook of task %r failed", e.task_id)
             with self.lock:
@@ -943,6 +937,121 @@ class Engine:
             self.save_tasks()
         except StoreError:
             self.logger.exception("could not save tasks on stop")
+
+
+def put_definition(e: _core.Entry, task: Task) -> None:
+    """Keep a normalised task's definition in its entry (see ``Entry.schedule``)."""
+    e.schedule = task.schedule
+    e.handler = task.handler
+    e.name = task.name
+    e.description = task.description
+    e.def_enabled = task.enabled
+    e.def_priority = task.priority
+    e.def_timeout = task.timeout
+    e.misfire_grace = task.misfire_grace
+    e.before_run = task.before_run
+    e.after_run = task.after_run
+    e.on_lease_loss = task.on_lease_loss
+    e.metadata = task.metadata or None
+
+
+_RUNTIME_FIELDS = ("last_run", "next_run", "run_count", "error_count", "last_error",
+                   "last_status", "state")
+_NEW = object.__new__
+
+
+def task_of(e: _core.Entry) -> Task:
+    """A new Task with the entry's definition (runtime fields at their defaults); its
+    lists and dicts are fresh copies, so callers may change them."""
+    t: Task = _NEW(Task)
+    t.id = e.task_id
+    t.schedule = e.schedule
+    t.handler = e.handler
+    t.name = e.name
+    t.description = e.description
+    t.enabled = e.def_enabled
+    t.priority = e.def_priority
+    t.dependencies = list(e.deps)
+    t.retry = e.retry
+    t.timeout = e.def_timeout
+    t.max_instances = e.max_instances
+    t.misfire_grace = e.misfire_grace
+    t.before_run = e.before_run
+    t.after_run = e.after_run
+    t.on_lease_loss = e.on_lease_loss
+    t.metadata = dict(e.metadata) if e.metadata else {}
+    t.last_run = t.next_run = t.last_error = t.last_status = None
+    t.run_count = t.error_count = 0
+    t.state = TaskState.SCHEDULED
+    return t
+
+
+# A Task field added later must be carried by put_definition/task_of: fail at import.
+_COVERED = {"id", "schedule", "handler", "name", "description", "enabled", "priority",
+            "dependencies", "retry", "timeout", "max_instances", "misfire_grace",
+            "before_run", "after_run", "on_lease_loss", "metadata", *_RUNTIME_FIELDS}
+if {f.name for f in dataclasses.fields(Task)} != _COVERED:
+    raise RuntimeError("tickwork._engine: task_of/put_definition miss a Task field: "
+                       f"{sorted({f.name for f in dataclasses.fields(Task)} ^ _COVERED)}")
+
+
+class TaskTable:
+    """``Engine.tasks``: task id -> Task definition, read from the planner's entries.
+
+    Each read builds a new Task (nobody can change the engine's copy through it).
+    Setting a definition stores it in the task's entry; one set before its entry is
+    added (the cluster engine sets it, then adds the entry made from the same task) is
+    kept aside until then.
+    """
+
+    __slots__ = ("_entries", "_loose")
+
+    def __init__(self, entries: dict[str, _core.Entry]) -> None:
+        self._entries = entries
+        self._loose: dict[str, Task] = {}
+
+    def get(self, task_id: str, default: Task | None = None) -> Task | None:
+        e = self._entries.get(task_id)
+        if e is None or e.schedule is None:
+            return self._loose.get(task_id, default)
+        return task_of(e)
+
+    def __getitem__(self, task_id: str) -> Task:
+        t = self.get(task_id)
+        if t is None:
+            raise KeyError(task_id)
+        return t
+
+    def __setitem__(self, task_id: str, task: Task) -> None:
+        e = self._entries.get(task_id)
+        if e is None:
+            self._loose[task_id] = task
+        else:
+            put_definition(e, task)
+            self._loose.pop(task_id, None)
+
+    def pop(self, task_id: str, default: Task | None = None) -> Task | None:
+        t = self.get(task_id, default)
+        self._loose.pop(task_id, None)
+        return t
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._entries or task_id in self._loose
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self._entries, *(i for i in self._loose if i not in self._entries)])
+
+    def __len__(self) -> int:
+        return len(self._entries) + sum(1 for i in self._loose if i not in self._entries)
+
+    def keys(self) -> list[str]:
+        return list(self)
+
+    def items(self) -> list[tuple[str, Task]]:
+        return [(i, self[i]) for i in self]
+
+    def values(self) -> list[Task]:
+        return [self[i] for i in self]
 
 
 class _PendingRecord:

@@ -81,3 +81,53 @@ def test_run_now_before_and_after_a_disable(clock: FakeClock) -> None:
         assert calls.count == 2
     finally:
         s.stop()
+
+
+def test_each_task_is_one_object_for_the_garbage_collector(sched: Scheduler) -> None:
+    # Full collections walk every tracked object: per task there is one (the planner's
+    # entry, which also holds the definition), not an entry and a Task copy (issue 7).
+    import gc
+
+    sched.add_task(Task(id="warm", handler=lambda: None, schedule=every(hours=1)))
+    gc.collect()
+    before = len(gc.get_objects())
+    fn = Calls()
+    for i in range(2000):
+        sched.add_task(Task(id=f"t{i}", handler=fn, schedule=every(hours=1),
+                            metadata={"k": "v"}))
+    gc.collect()
+    assert (len(gc.get_objects()) - before) / 2000 < 1.05
+
+
+def test_definitions_read_back_whole_and_as_copies(sched: Scheduler) -> None:
+    from tickwork import Priority, RetryPolicy
+
+    def before(ctx: object) -> None: ...
+
+    def after(ctx: object, rec: object) -> None: ...
+
+    fn = Calls()
+    sched.add_task(Task(id="base", handler=fn, schedule=every(hours=1)))
+    given = Task(id="x", handler=fn, schedule=every(hours=2), name="n", description="d",
+                 priority=Priority.HIGH, dependencies=["base", "base"],
+                 retry=RetryPolicy(max_retries=1), timeout=5, max_instances=2,
+                 misfire_grace=timedelta(seconds=3), before_run=before, after_run=after,
+                 on_lease_loss="fail", metadata={"k": "v"})
+    sched.add_task(given)
+    eng = sched._engine
+    own = eng.tasks["x"]
+    assert (own.name, own.description, own.priority, own.dependencies, own.retry,
+            own.timeout, own.max_instances, own.misfire_grace, own.before_run,
+            own.after_run, own.on_lease_loss, own.metadata, own.handler, own.schedule) == (
+        "n", "d", Priority.HIGH, ["base"], RetryPolicy(max_retries=1), timedelta(seconds=5),
+        2, timedelta(seconds=3), before, after, "fail", {"k": "v"}, fn, every(hours=2))
+    own.dependencies.append("zzz")
+    own.metadata["k"] = "changed"
+    assert eng.tasks["x"].dependencies == ["base"] and eng.tasks["x"].metadata == {"k": "v"}
+    assert "x" in eng.tasks and "nope" not in eng.tasks and eng.tasks.get("nope") is None
+    sched.update_task("x", description="d2")
+    assert sched.get_task("x").description == "d2" and eng.tasks["x"].priority == Priority.HIGH
+    sched.disable_task("x")
+    assert eng.tasks["x"].enabled is False
+    sched.remove_task("x")
+    assert "x" not in eng.tasks
