@@ -133,6 +133,8 @@ class Engine:
         self._store_writer: threading.Thread | None = None
         self._schedules: dict[tuple[Any, ...], Schedule] = {}
         self._timings: dict[int, tuple[Schedule, Timing]] = {}
+        self._by_id: dict[int, tuple[Schedule, Schedule]] = {}
+        self._described: dict[int, tuple[Callable[..., Any], Resolved]] = {}
         self.stats = {"total_runs": 0, "total_errors": 0, "total_retries": 0,
                       "total_skipped": 0, "total_missed": 0}
         self.busy = 0
@@ -170,19 +172,8 @@ class Engine:
         if not isinstance(task, Task):
             raise ValueError(f"task: expected a Task, got {task!r}")
         validate_task_fields(task)
-        s = task.schedule
-        tz = self.tz
-        naive = (s.start_at is not None and s.start_at.tzinfo is None) or any(
-            t.tzinfo is None for t in s.times)
-        # Schedules are frozen: share the caller's unless a naive datetime needs the zone.
-        sched = s if not naive else dataclasses.replace(
-            s,
-            times=tuple(t if t.tzinfo else t.replace(tzinfo=tz) for t in s.times),
-            start_at=s.start_at if s.start_at is None or s.start_at.tzinfo
-            else s.start_at.replace(tzinfo=tz),
-        )
         own = clone_task(task)
-        own.schedule = self._shared_schedule(sched)
+        own.schedule = self._own_schedule(task.schedule)
         deps = task.dependencies
         # Empty containers are shared (the engine never mutates a task's lists; snapshots
         # copy them): two empty ones per task were ~120 bytes of 1,000,000 tasks.
@@ -193,6 +184,69 @@ class Engine:
         if task.misfire_grace is not None:
             own.misfire_grace = to_timedelta(task.misfire_grace, field="task.misfire_grace")
         return own
+
+    def _own_schedule(self, s: Schedule) -> Schedule:
+        """The shared schedule for ``s``, naive datetimes resolved in the scheduler's zone."""
+        hit = self._by_id.get(id(s))
+        if hit is not None and hit[0] is s:
+            return hit[1]  # this very object was seen (every() hands out shared values)
+        tz = self.tz
+        naive = (s.start_at is not None and s.start_at.tzinfo is None) or any(
+            t.tzinfo is None for t in s.times)
+        # Schedules are frozen: share the caller's unless a naive datetime needs the zone.
+        sched = s if not naive else dataclasses.replace(
+            s,
+            times=tuple(t if t.tzinfo else t.replace(tzinfo=tz) for t in s.times),
+            start_at=s.start_at if s.start_at is None or s.start_at.tzinfo
+            else s.start_at.replace(tzinfo=tz),
+        )
+        shared = self._shared_schedule(sched)
+        if len(self._by_id) >= _SHARED_MAX:
+            self._by_id.clear()
+        self._by_id[id(s)] = (s, shared)  # s is kept alive with it: its id stays unique
+        return shared
+
+    def _entry_for(self, task: Task) -> _core.Entry:
+        """Validate ``task`` and build its entry, definition included, straight from the
+        caller's object: what ``_make_entry(_normalise(task))`` gives, without the
+        intermediate copy (add_task is the hot path of bulk loading, issue 7)."""
+        if not isinstance(task, Task):
+            raise ValueError(f"task: expected a Task, got {task!r}")
+        validate_task_fields(task)
+        sched = self._own_schedule(task.schedule)
+        tid = task.id
+        v = task.timeout
+        timeout = None if v is None else to_timedelta(v, field="task.timeout")
+        v = task.misfire_grace
+        grace = None if v is None else to_timedelta(v, field="task.misfire_grace")
+        deps = task.dependencies
+        j = sched.jitter
+        return _core.Entry(
+            task_id=tid, seq=0, timing=self._timing(sched, tid), priority=int(task.priority),
+            retry=task.retry, timeout=None if timeout is None else timeout.total_seconds(),
+            max_instances=task.max_instances,
+            grace=None if grace is None else grace.total_seconds(),
+            jitter=0.0 if j is None else j.total_seconds(),
+            deps=tuple(dict.fromkeys(deps)) if deps else (), enabled=task.enabled,
+            schedule=sched, handler=task.handler, name=task.name,
+            description=task.description, def_enabled=task.enabled,
+            def_priority=task.priority, def_timeout=timeout, misfire_grace=grace,
+            before_run=task.before_run, after_run=task.after_run,
+            on_lease_loss=task.on_lease_loss,
+            metadata=dict(task.metadata) if task.metadata else None,
+        )
+
+    def _timing(self, s: Schedule, task_id: str) -> Timing:
+        if s.type is ScheduleType.CRON:
+            return compile_schedule(s, self.tz, task_id)  # hashed fields depend on the id
+        # Timings are stateless functions of time: equal schedules share one.
+        hit = self._timings.get(id(s))
+        if hit is not None and hit[0] is s:
+            return hit[1]
+        timing = compile_schedule(s, self.tz, task_id)
+        if len(self._timings) < _SHARED_MAX:
+            self._timings[id(s)] = (s, timing)
+        return timing
 
     def _shared_schedule(self, s: Schedule) -> Schedule:
         """One object per distinct schedule: thousands of tasks built with the same
@@ -208,22 +262,13 @@ class Engine:
         if len(cache) >= _SHARED_MAX:
             cache.clear()
             self._timings.clear()
+            self._by_id.clear()
         cache[key] = s
         return s
 
     def _make_entry(self, task: Task) -> _core.Entry:
         s = task.schedule
-        if s.type is ScheduleType.CRON:
-            timing = compile_schedule(s, self.tz, task.id)  # hashed fields depend on the id
-        else:
-            # Timings are stateless functions of time: equal schedules share one.
-            hit = self._timings.get(id(s))
-            if hit is not None and hit[0] is s:
-                timing = hit[1]
-            else:
-                timing = compile_schedule(s, self.tz, task.id)
-                if len(self._timings) < _SHARED_MAX:
-                    self._timings[id(s)] = (s, timing)
+        timing = self._timing(s, task.id)
         j = s.jitter
         e = _core.Entry(
             task_id=task.id, seq=0, timing=timing, priority=int(task.priority),
@@ -269,8 +314,10 @@ class Engine:
             stack.extend(deps_of(cur) or ())
 
     def _resolve(self, task: Task) -> Resolved | None:
-        fn = self.handlers.get(task.id)
-        h = task.handler
+        return self._resolve_handler(task.id, task.handler)
+
+    def _resolve_handler(self, task_id: str, h: Any) -> Resolved | None:
+        fn = self.handlers.get(task_id)
         if fn is None and isinstance(h, str):
             fn = self.handlers.get(h)
         if fn is None and callable(h):
@@ -279,13 +326,22 @@ class Engine:
             try:
                 fn = import_handler(h)
             except Exception as exc:  # any import-time error makes an orphan, never a crash
-                self.orphan_reason[task.id] = f"cannot import handler {h!r}: {error_text(exc)}"
+                self.orphan_reason[task_id] = f"cannot import handler {h!r}: {error_text(exc)}"
                 return None
         if fn is None:
-            self.orphan_reason[task.id] = "no handler registered for this task"
+            self.orphan_reason[task_id] = "no handler registered for this task"
             return None
-        self.orphan_reason.pop(task.id, None)
-        return describe(fn)
+        if self.orphan_reason:
+            self.orphan_reason.pop(task_id, None)
+        # describe() caches weakly (a weakref per lookup); thousands of tasks sharing one
+        # handler hit this strong, bounded cache instead.
+        hit = self._described.get(id(fn))
+        if hit is not None and hit[0] is fn:
+            return hit[1]
+        res = describe(fn)
+        if len(self._described) < _SHARED_MAX:
+            self._described[id(fn)] = (fn, res)
+        return res
 
     def _handler_ref(self, task: Task | _core.Entry) -> str | None:
         h = task.handler
@@ -399,14 +455,15 @@ class Engine:
 
     # ----- API: tasks ---------------------------------------------------------------
     def add_task(self, task: Task) -> Task:
-        own = self._normalise(task)
+        entry = self._entry_for(task)
+        tid = entry.task_id
         if self.store is None:
             # No store: nothing to order against store writes, so skip store_lock (re-checked
             # under the lock, since attach_store sets the store while holding both).
             with self.lock:
                 if self.store is None:
-                    self._insert(own)
-                    snap = self.snapshot(own.id)
+                    self._insert(entry)
+                    snap = self.snapshot(tid)
                     wake = self.planner.wake_needed
                 else:
                     wake = None
@@ -414,47 +471,46 @@ class Engine:
                 if wake:
                     self.wake()
                 if self.bus:
-                    self.publish(EventType.TASK_ADDED, task_id=own.id)
+                    self.publish(EventType.TASK_ADDED, task_id=tid)
                 return snap
         with self.store_lock:
             with self.lock:
-                old, now = self._insert(own)
-                d = self.task_dict(own.id) if self.store else None
-                snap = self.snapshot(own.id)
+                old, now = self._insert(entry)
+                d = self.task_dict(tid) if self.store else None
+                snap = self.snapshot(tid)
             try:
                 if d is not None:
                     self._write(lambda s: s.upsert_task(d, self.dt(now)))  # type: ignore[arg-type]
             except StoreError:
                 if old is None:
                     with self.lock:
-                        self._drop(own.id, now)
+                        self._drop(tid, now)
                 raise
         self._poke()
-        self.publish(EventType.TASK_ADDED, task_id=own.id)
+        self.publish(EventType.TASK_ADDED, task_id=tid)
         return snap
 
-    def _insert(self, own: Task) -> tuple[_core.Entry | None, float]:
-        """Under the lock: check and plan a normalised task; returns (replaced entry, now)."""
+    def _insert(self, entry: _core.Entry) -> tuple[_core.Entry | None, float]:
+        """Under the lock: check and plan a new entry; returns (replaced entry, now)."""
         now = self.now()
-        old = self.planner.entries.get(own.id)
-        if old is not None and own.id not in self.adoptable:
-            raise DuplicateTaskError(own.id)
-        if own.dependencies:
-            self._check_deps(own.id, own.dependencies)
-        entry = self._make_entry(own)
-        resolved = self._resolve(own)
-        if resolved is None and own.handler is None:
-            raise ValueError(f"task.handler: task {own.id!r} has no handler "
+        tid = entry.task_id
+        old = self.planner.entries.get(tid)
+        if old is not None and tid not in self.adoptable:
+            raise DuplicateTaskError(tid)
+        if entry.deps:
+            self._check_deps(tid, entry.deps)
+        resolved = self._resolve_handler(tid, entry.handler)
+        if resolved is None and entry.handler is None:
+            raise ValueError(f"task.handler: task {tid!r} has no handler "
                              "(pass handler= or register_handler first)")
         entry.runnable = resolved is not None
-        self._set_resolved(own.id, resolved)
+        self._set_resolved(tid, resolved)
         if old is not None:
             # Defined in code after being loaded from the store: the code's
             # definition, the store's runtime state.
-            prev_schedule = old.schedule
-            self.adoptable.discard(own.id)
-            self.raw.pop(own.id, None)
-            self.planner.replace(old, entry, now, replan=prev_schedule != own.schedule)
+            self.adoptable.discard(tid)
+            self.raw.pop(tid, None)
+            self.planner.replace(old, entry, now, replan=old.schedule != entry.schedule)
         else:
             self.planner.add(entry, now)
         return old, now
