@@ -352,7 +352,9 @@ class Planner:
             elif tok == obj.token:
                 started = self._due(obj, now, out)
                 free -= started
-        self.wake_needed = False
+        # wake_needed is left as it is: a worker collecting here (Engine.finish_take) must
+        # still wake the timer for what it armed (a deadline, a fixed-delay occurrence);
+        # the timer thread clears it itself before computing its next wake-up.
         return out
 
     # ----- outcomes -----------------------------------------------------------------

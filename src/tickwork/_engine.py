@@ -692,6 +692,8 @@ class Engine:
             if self.stopping:
                 return [], later
             starts = self._start_due(self.now(), self.max_workers - self.busy, later)
+            # The timer thread computes its next wake-up after this: what was armed is seen.
+            self.planner.wake_needed = False
         return starts, later
 
     def slot_free_take(self) -> tuple[_core.Run | None, list[Callable[[], None]]]:
@@ -705,10 +707,39 @@ class Engine:
         later: list[Callable[[], None]] = []
         with self.lock:
             self.busy -= 1
-            if self.stopping or not self.planner.has_ready():
-                return None, later
-            starts = self._start_due(self.now(), 1, later)
-        return (starts[0] if starts else None), later
+            nxt = self._take(self.now(), later)
+            wake = self.planner.wake_needed
+        if wake:
+            self.wake()
+        return nxt, later
+
+    def finish_take(self, run: _core.Run, token: int, error: str | None,
+                    result: Any) -> tuple[_core.Run | None, list[Callable[[], None]]]:
+        """``attempt_done`` and ``slot_free_take`` in one locked step, for a worker that
+        runs the next ready run itself: one lock round per run instead of two (issue 7,
+        W2/W3). The follow-ups of the ended attempt are returned with the run's."""
+        with self.lock:
+            now = self.now()
+            if error is None and token == run.token:
+                run.result = keep_result(result)
+            out = self.planner.attempt_finished(run, token, now, error=error,
+                                                stopping=self.stopping)
+            done = out.run if type(out) is _core.Done else None
+            later: list[Callable[[], None]] = []
+            if done is None or not (self._finish_inline(done, now) or self._queue_write(done)):
+                later = self._after_outcome(out)
+            self.busy -= 1
+            nxt = self._take(now, later)
+            wake = self.planner.wake_needed
+        if wake:
+            self.wake()
+        return nxt, later
+
+    def _take(self, now: float, later: list[Callable[[], None]]) -> _core.Run | None:
+        if self.stopping or not self.planner.has_ready():
+            return None
+        starts = self._start_due(now, 1, later)
+        return starts[0] if starts else None
 
     def _start_due(self, now: float, free: int,
                    later: list[Callable[[], None]]) -> list[_core.Run]:
@@ -821,7 +852,7 @@ class Engine:
                                                 stopping=self.stopping)
             done = out.run if type(out) is _core.Done else None
             later: list[Callable[[], None]] = []
-            if done is None or not (self._finish_inline(done) or self._queue_write(done)):
+            if done is None or not (self._finish_inline(done, now) or self._queue_write(done)):
                 later = self._after_outcome(out)
         for fn in later:
             fn()
@@ -891,7 +922,7 @@ class Engine:
                                  run_id=run.run_id, attempt=run.attempt, error=run.last_error,
                                  record=rec)
 
-    def _finish_inline(self, run: _core.Run) -> bool:
+    def _finish_inline(self, run: _core.Run, now: float) -> bool:
         """Under the lock: end a run in place when nothing outside the lock must happen
         first (no store write, no after_run hook, no subscriber): the general path takes
         the lock twice more and builds the record's datetimes at once (issue 7, W2)."""
@@ -903,7 +934,7 @@ class Engine:
         if run.status is not RunStatus.SUCCEEDED:
             self.stats["total_errors"] += 1
         self.history.append(_PendingRecord(run, self.instance_id))
-        self.planner.release(run, self.now())
+        self.planner.release(run, now)
         return True
 
     def slot_free(self) -> None:

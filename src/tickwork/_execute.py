@@ -11,6 +11,12 @@ from ._engine import Engine, error_text
 
 def run_sync(engine: Engine, run: _core.Run) -> None:
     """Run a sync handler's attempt on the current (worker) thread."""
+    token, error, result = call_sync(engine, run)
+    engine.attempt_done(run, token, error, result)
+
+
+def call_sync(engine: Engine, run: _core.Run) -> tuple[int, str | None, Any]:
+    """The attempt without reporting it: (token, error or None, result)."""
     token = run.token
     engine.before_attempt(run)
     res = run.handler
@@ -22,7 +28,7 @@ def run_sync(engine: Engine, run: _core.Run) -> None:
             result = asyncio.run(result)
     except BaseException as exc:  # a handler's failure is the run's failure, nothing more
         error = error_text(exc)
-    engine.attempt_done(run, token, error, result)
+    return token, error, result
 
 
 async def run_async(engine: Engine, run: _core.Run) -> None:

@@ -22,7 +22,7 @@ from ._durations import to_timedelta
 from ._engine import Engine
 from ._engines import make_engine
 from ._events import Callback
-from ._execute import run_async, run_sync
+from ._execute import call_sync, run_async, run_sync
 from ._model import EventType, RunRecord, Schedule, Task
 from ._workers import WorkerPool
 from .stores.base import TaskStore
@@ -162,7 +162,8 @@ class Scheduler(_Api):
         # Workers take the next ready run themselves, unless the engine plans elsewhere
         # (the cluster engine claims runs from the database in its own tick).
         eng_type = type(self._engine)
-        self._pull = eng_type.tick is Engine.tick and eng_type.slot_free is Engine.slot_free
+        self._pull = (eng_type.tick is Engine.tick and eng_type.slot_free is Engine.slot_free
+                      and eng_type.attempt_done is Engine.attempt_done)
 
     # ----- lifecycle ----------------------------------------------------------------
     def start(self) -> None:
@@ -286,11 +287,13 @@ class Scheduler(_Api):
         while nxt is not None:
             current = nxt
             try:
-                run_sync(eng, current)
-            except BaseException:  # run_sync contains handler errors: this is a bug
+                token, error, result = call_sync(eng, current)
+                # The attempt's end and the next run in one lock round (Engine.finish_take).
+                nxt, later = eng.finish_take(current, token, error, result)
+            except BaseException:  # call_sync contains handler errors: this is a bug
                 eng.logger.exception("run %s of task %r: internal error", current.run_id,
                                      current.entry.task_id)
-            nxt, later = eng.slot_free_take()
+                nxt, later = eng.slot_free_take()
             for fn in later:
                 fn()
             if nxt is not None and nxt.handler.is_async:

@@ -131,3 +131,40 @@ def test_definitions_read_back_whole_and_as_copies(sched: Scheduler) -> None:
     assert eng.tasks["x"].enabled is False
     sched.remove_task("x")
     assert "x" not in eng.tasks
+
+
+def test_a_run_a_worker_takes_itself_still_times_out_on_time() -> None:
+    # One worker: "first" (higher priority) is started by the timer thread; "limited" is
+    # taken by the worker itself when "first" ends. Its deadline must wake the timer
+    # thread, which otherwise sleeps until the next occurrence an hour away.
+    import threading
+    import time
+
+    from tickwork import RetryPolicy, RunStatus
+
+    from .conftest import wait_for
+
+    release = threading.Event()
+    s = Scheduler(max_workers=1, timezone="UTC")
+    try:
+        start = datetime.now(UTC) + timedelta(seconds=0.3)
+        s.add_task(Task(id="first", handler=lambda: release.wait(5), priority=100,
+                        schedule=every(hours=1, start_at=start)))
+
+        def limited(ctx: object) -> None:
+            ctx.wait(10)  # type: ignore[attr-defined]  # returns once cancelled
+
+        s.add_task(Task(id="limited", handler=limited, timeout=0.2, priority=0,
+                        retry=RetryPolicy(max_retries=0),
+                        schedule=every(hours=1, start_at=start)))
+        s.start()
+        wait_for(lambda: s.get_task("first").state == "running")
+        time.sleep(0.05)  # both due: "limited" waits for the only worker
+        t0 = time.monotonic()
+        release.set()
+        wait_for(lambda: any(r.status is RunStatus.TIMED_OUT
+                             for r in s.get_history("limited")), timeout=5)
+        assert time.monotonic() - t0 < 3
+    finally:
+        release.set()
+        s.stop(timeout=2)
