@@ -32,3 +32,20 @@ def test_exception_hierarchy() -> None:
 
 def test_priority_values() -> None:
     assert (tickwork.Priority.LOW, tickwork.Priority.MEDIUM, tickwork.Priority.HIGH) == (0, 50, 100)
+
+
+def test_core_imports_only_the_standard_library() -> None:
+    """API.md 1: the core needs nothing outside the stdlib (web/postgres are extras)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tickwork, tickwork.testing\n"
+        "allowed = set(sys.stdlib_module_names) | {'tickwork'}\n"
+        "bad = sorted({m.split('.')[0] for m in sys.modules} - allowed)\n"
+        "bad = [m for m in bad if not m.startswith('_') and m not in "
+        "('sitecustomize', 'usercustomize')]\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"core imports third-party modules: {out.stdout}"
