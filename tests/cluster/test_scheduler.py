@@ -379,3 +379,44 @@ def test_clean_stop_hands_nothing_over_twice(cluster: Cluster) -> None:
     [row] = cluster.rows("task_id = 'job'")
     assert row[2] == "succeeded" and row[3] == 1
     assert a.get_stats()["cluster_fenced_out"] == 0
+
+
+def test_retries_go_through_the_queue_and_events_are_published(cluster: Cluster) -> None:
+    a = cluster.new()
+    calls: list[int] = []
+    events: list[tuple[str, int | None]] = []
+
+    def flaky(ctx: Any) -> str:
+        calls.append(ctx.attempt)
+        if ctx.attempt == 1:
+            raise RuntimeError("first attempt fails")
+        return "ok"
+
+    a.register_handler("flaky", flaky)
+    a.subscribe(lambda e: events.append((e.type.value, e.attempt)))
+    a.add_task(Task(id="flaky", handler="flaky", schedule=every(hours=1, fixed_rate=True),
+                    retry=RetryPolicy(max_retries=2, delay=timedelta(seconds=0.2))))
+    a.start()
+    wait_for("the retry's outcome",
+             lambda: cluster.rows("task_id = 'flaky' AND status = 'succeeded'"), timeout=10)
+    [row] = cluster.rows("task_id = 'flaky'")
+    assert row[3] == 2 and calls == [1, 2]
+    wait_for("the terminal event", lambda: ("run_succeeded", 2) in events, timeout=2)
+    assert [e for e in events if e[0].startswith("run_")] == [
+        ("run_started", 1), ("run_retrying", 2), ("run_succeeded", 2)]
+    snap = a.get_task("flaky")
+    assert snap.run_count == 1 and snap.last_status is not None
+    assert snap.last_status.value == "succeeded"
+    [rec] = a.get_history("flaky")
+    assert rec.status.value == "succeeded" and rec.result == "ok" and rec.attempts == 2
+
+
+def test_a_timed_out_attempt_is_recorded_once(cluster: Cluster) -> None:
+    a = cluster.new()
+    a.register_handler("stuck", lambda ctx: ctx.wait(30))
+    a.add_task(Task(id="stuck", handler="stuck", schedule=every(hours=1, fixed_rate=True),
+                    timeout=timedelta(seconds=0.3), retry=RetryPolicy(max_retries=0)))
+    a.start()
+    got = wait_for("the timeout", lambda: cluster.rows("status = 'timed_out'"), timeout=10)
+    assert "timed out" in (got[0][6] or "")
+    assert a.get_stats()["cluster_fenced_out"] == 0

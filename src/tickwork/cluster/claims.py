@@ -463,19 +463,21 @@ class Wakeups:
         self.conn.close()
 
 
-def wake_times(conn: Conn) -> tuple[float | None, float | None]:
+def wake_times(conn: Conn) -> tuple[float | None, float | None, bool]:
     """Seconds (database clock) until the next task is due to be materialised, and until
-    the next queued run that is not ready yet (retry backoff) becomes ready."""
+    the next queued run that is not ready yet (retry backoff) becomes ready; and whether
+    a queued run is ready now. One statement: the idle poll of an instance."""
     row = conn.execute("""
         SELECT EXTRACT(EPOCH FROM (SELECT min(next_run) FROM tw_task
                                    WHERE enabled AND next_run IS NOT NULL) - now()),
                EXTRACT(EPOCH FROM (SELECT min(not_before) FROM tw_run
-                                   WHERE status = 'pending' AND not_before > now()) - now())
+                                   WHERE status = 'pending' AND not_before > now()) - now()),
+               EXISTS (SELECT 1 FROM tw_run WHERE status = 'pending' AND not_before <= now())
     """).fetchone()
     if row is None:
-        return None, None
+        return None, None, False
     return (None if row[0] is None else float(row[0]),
-            None if row[1] is None else float(row[1]))
+            None if row[1] is None else float(row[1]), bool(row[2]))
 
 
 @dataclass(frozen=True, slots=True)

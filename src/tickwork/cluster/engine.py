@@ -8,7 +8,7 @@ number of processes form one scheduler (API.md section 7, docs/cluster.md):
   to PostgreSQL through ``PostgresTaskStore.upsert_definition``, which plans
   ``next_run`` with the *database* clock. Other instances' changes arrive by
   ``LISTEN/NOTIFY`` (a listener thread) and are re-read on the next tick; a poll every
-  ``POLL`` seconds is the fallback. The local planner never runs anything here.
+  ``POLL`` (10) seconds is the fallback. The local planner never runs anything here.
 * **Runner protocol** (what ``Scheduler`` calls): ``tick()`` materialises due
   occurrences (``claims.materialise_due``, pure planner in ``plan.py``, database
   ``now()``) and claims up to the free workers' worth of ready runs, *only for tasks
@@ -58,7 +58,7 @@ from . import claims
 from .claims import Claimed
 from .plan import planner_for
 
-POLL = 5.0          # fallback re-read of definitions and due times (NOTIFY is only a hint)
+POLL = 10.0         # fallback re-read of definitions and due times (NOTIFY is only a hint)
 MIN_SPIN = 0.05     # never re-tick faster than this when something looks due but is not ours
 _TERMINAL = {
     RunStatus.SUCCEEDED: EventType.RUN_SUCCEEDED,
@@ -460,10 +460,17 @@ class ClusterEngine(Engine):
             ids = sorted(self.resolved)
 
         def work(c: psycopg.Connection[Any]) -> tuple[list[Claimed], tuple[Any, Any]]:
-            claims.materialise_due(c, self._plan)
-            got = claims.claim(c, self.instance_id, free, self.lease, task_ids=ids) \
-                if free > 0 and ids else []
-            return got, claims.wake_times(c)
+            # One cheap statement first: an idle poll stops here (idle load, CLUSTER.md).
+            t_task, t_retry, ready = claims.wake_times(c)
+            due = t_task is not None and t_task <= 0
+            if due:
+                claims.materialise_due(c, self._plan)
+            got: list[Claimed] = []
+            if free > 0 and ids and (ready or due):
+                got = claims.claim(c, self.instance_id, free, self.lease, task_ids=ids)
+            if due or got:
+                t_task, t_retry, _ready = claims.wake_times(c)
+            return got, (t_task, t_retry)
 
         got, (t_task, t_retry) = self._db(work)
         starts: list[_core.Run] = []
