@@ -8,6 +8,7 @@ dependencies cluster-wide, takeover after a SIGKILL, fencing, skewed clocks, cle
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import signal
@@ -420,3 +421,29 @@ def test_a_timed_out_attempt_is_recorded_once(cluster: Cluster) -> None:
     got = wait_for("the timeout", lambda: cluster.rows("status = 'timed_out'"), timeout=10)
     assert "timed out" in (got[0][6] or "")
     assert a.get_stats()["cluster_fenced_out"] == 0
+
+
+def test_async_scheduler_runs_in_cluster_mode(cluster: Cluster) -> None:
+    from tickwork import AsyncScheduler
+
+    store = postgres.PostgresTaskStore(cluster.dsn, schema=cluster.schema, lease=LEASE)
+    cluster.stores.append(store)
+    keys: list[str] = []
+
+    async def handler(ctx: Any) -> str:
+        keys.append(ctx.run_key)
+        return "async ok"
+
+    async def main() -> None:
+        s = AsyncScheduler(store=store)
+        await s.register_handler("h", handler)
+        await s.add_task(Task(id="a", handler="h", schedule=every(hours=1, fixed_rate=True)))
+        await s.start()
+        deadline = time.monotonic() + 10
+        while not cluster.rows("status = 'succeeded'") and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await s.stop()
+
+    asyncio.run(main())
+    [row] = cluster.rows("task_id = 'a'")
+    assert row[2] == "succeeded" and len(keys) == 1
