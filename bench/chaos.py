@@ -327,9 +327,12 @@ def check(db: Any, defs: list[tuple[Task, str]], start: datetime, stop_at: datet
     log = db.execute("SELECT task_id, scheduled_for, fence, pid, event, at FROM exec_log"
                      ).fetchall()
     spans: dict[int, list[Any]] = {}
-    for tid, sf, fence, _pid, ev, at in log:
+    pid_of: dict[int, int] = {}
+    for tid, sf, fence, pid, ev, at in log:
         s = spans.setdefault(fence, [tid, sf, None, None])
         s[2 if ev == "start" else 3] = at
+        pid_of[fence] = pid
+    killed_at: dict[int, datetime] = {pid: at for _a, pid, at, _h in kills}
     ends = {f for f, s in spans.items() if s[3] is not None}
     stuck = db.execute("SELECT count(*) FROM tw_run WHERE status IN ('pending', 'running')"
                        ).fetchone()[0]
@@ -365,7 +368,8 @@ def check(db: Any, defs: list[tuple[Task, str]], start: datetime, stop_at: datet
     far = datetime.max.replace(tzinfo=UTC)
     for f, (tid, _sf, st, en) in spans.items():
         if tid in exclusive and st is not None:
-            per_task[tid].append((st, en or far, f))
+            # No end logged: the process was SIGKILLed (the execution ended then).
+            per_task[tid].append((st, en or killed_at.get(pid_of[f], far), f))
     zombie_overlaps = 0
     for tid, lst in per_task.items():
         lst.sort()
