@@ -413,3 +413,19 @@ def test_notify_is_received_after_commit_only(store: Any, conns: Callable[[], Co
         assert listener.wait(0.3) == [], "nothing before the commit"
     assert listener.wait(5.0) == ["runs"]
     assert listener.wait(0.05) == []
+
+
+def test_fixed_delay_task_goes_on_after_the_reaper_fails_its_run(
+        store: Any, conns: Callable[[], Conn]) -> None:
+    c = conns()
+    add(store, "fd", db_now(c) - timedelta(seconds=1), schedule=every(seconds=10),
+        on_lease_loss="fail")
+    materialise_due(c, planner_for())
+    assert c.execute("SELECT next_run FROM tw_task").fetchone() == (None,), \
+        "fixed delay: planned by the completion"
+    assert len(claim(c, "me", 1, LEASE)) == 1
+    c.execute("UPDATE tw_run SET lease_until = now() - interval '1 s'")
+    assert [r.status for r in reap(c)] == ["failed"]
+    row = c.execute("SELECT next_run - now() FROM tw_task").fetchone()
+    assert row is not None and timedelta(seconds=9) < row[0] <= timedelta(seconds=10), \
+        "without a completion the reaper must plan the next occurrence"

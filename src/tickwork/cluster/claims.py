@@ -258,10 +258,32 @@ WHERE seq = ANY(%s)
 """
 
 
+def _replan_fixed_delay(conn: Conn, task_ids: Iterable[str]) -> None:
+    """Fixed-delay intervals get their next occurrence from the completion; a run that
+    ends without one (skipped, failed by the reaper) must plan it too, or the task
+    would stop. Lenient: a spec that cannot be read is left alone."""
+    ids = sorted(set(task_ids))
+    if not ids:
+        return
+    rows = conn.execute("SELECT id, spec FROM tw_task WHERE id = ANY(%s) AND enabled "
+                        "AND next_run IS NULL", (ids,)).fetchall()
+    for tid, spec in rows:
+        try:
+            sched = json.loads(spec).get("schedule") or {}
+            if sched.get("type") != "interval" or sched.get("fixed_rate") is not False:
+                continue
+            secs = float(sched["interval"])
+        except (ValueError, TypeError, KeyError, AttributeError):
+            continue
+        conn.execute("UPDATE tw_task SET next_run = now() + make_interval(secs => %s) "
+                     "WHERE id = %s AND next_run IS NULL", (secs, tid))
+
+
 def _claim_once(conn: Conn, me: str, n: int, lease: timedelta,
                 task_ids: Sequence[str] | None) -> list[Claimed]:
     with conn.transaction():
-        conn.execute(_SKIP_FAILED_DEPS)
+        skipped = conn.execute(_SKIP_FAILED_DEPS).fetchall()
+        _replan_fixed_delay(conn, (r[1] for r in skipped))
         ids = None if task_ids is None else list(task_ids)
         rows = conn.execute(_CLAIM, {"n": n, "me": me, "lease": lease,
                                      "ids": ids}).fetchall()
@@ -423,6 +445,7 @@ def reap(conn: Conn, *, limit: int = 100) -> list[Reaped]:
         if failed:
             conn.execute("UPDATE tw_task SET last_status = 'failed' WHERE id = ANY(%s)",
                          (failed,))
+            _replan_fixed_delay(conn, failed)
         if rows:
             _notify(conn, "runs")
     return [Reaped(seq=r[0], task_id=r[1], status=r[2]) for r in rows]
