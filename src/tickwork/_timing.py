@@ -128,7 +128,9 @@ class CronTiming:
     def last_at_or_before(self, t: float, anchor: float) -> float | None:
         if t < anchor:
             return None
-        prev = self.expr.prev(datetime.fromtimestamp(t, self.tz) + timedelta(seconds=1))
+        # prev() is strictly-before; fire times are whole seconds, so one microsecond past
+        # t makes it "at or before t" (a whole second past t would overshoot for t=…:09.005).
+        prev = self.expr.prev(datetime.fromtimestamp(t, self.tz) + timedelta(microseconds=1))
         if prev is None:
             return None
         p = prev.timestamp()
