@@ -74,6 +74,7 @@ class EventType(StrEnum):
     RUN_MISSED = "run_missed"
     RUN_TIMED_OUT = "run_timed_out"
     RUN_CANCELLED = "run_cancelled"
+    RUN_LEASE_LOST = "run_lease_lost"  # cluster: this instance lost a run's lease (fenced out)
     SCHEDULER_STARTED = "scheduler_started"
     SCHEDULER_STOPPED = "scheduler_stopped"
 
