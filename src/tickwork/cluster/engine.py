@@ -60,6 +60,10 @@ from .plan import planner_for
 
 POLL = 10.0         # fallback re-read of definitions and due times (NOTIFY is only a hint)
 MIN_SPIN = 0.05     # never re-tick faster than this when something looks due but is not ours
+# Task metadata flag: the handler gets ``ctx.connection``, a psycopg connection in an open
+# transaction that commits together with the fenced outcome (docs/cluster.md).
+TX_FLAG = "tickwork.connection"
+_TRUE = {"1", "true", "yes", "on"}
 _TERMINAL = {
     RunStatus.SUCCEEDED: EventType.RUN_SUCCEEDED,
     RunStatus.FAILED: EventType.RUN_FAILED,
@@ -80,6 +84,7 @@ class _Held:
     deadline: float | None      # instance clock
     lost: bool = False          # lease lost (heartbeat or self-fence); outcome may be refused
     done: bool = False          # an outcome was decided (handler returned, timed out, stop)
+    conn: Any = None            # ctx.connection (TX_FLAG): commits with a successful outcome
 
 
 class _DefinitionWriter:
@@ -122,6 +127,9 @@ class ClusterEngine(Engine):
         self._db_lock = threading.Lock()       # the work connection: one user at a time
         self._work: psycopg.Connection[Any] | None = None
         self._held: dict[int, _Held] = {}      # by fence
+        # ctx.connection of attempts whose outcome was decided while the handler may still
+        # use it (timeout, stop): closed once the handler returns, never under its feet.
+        self._orphans: dict[int, Any] = {}     # by fence
         self._notified = False
         self._defs_dirty = True
         self._last_sync = 0.0                  # monotonic
@@ -131,11 +139,19 @@ class ClusterEngine(Engine):
         self._threads: list[threading.Thread] = []
         self._rand = random.Random()
         self._db_state: dict[str, claims.TaskState] = {}
+        self._synced = False                   # definitions read once (events after that)
         self.cluster_stats = {"cluster_leases_lost": 0, "cluster_takeovers": 0,
                               "cluster_fenced_out": 0}
         super().__init__(logger, store=store, **kwargs)
         self._plan = planner_for(self.tz)
         self._writer = _DefinitionWriter(self)
+        try:
+            # What is stored now is this instance's starting point (no events for it, as
+            # in local mode); every later difference is another instance's change.
+            self._sync_definitions()
+            self._defs_dirty = False
+        except _DB_ERRORS as exc:
+            self.logger.warning("cluster: cannot read the task definitions yet: %s", exc)
 
     # ----- database plumbing -----------------------------------------------------------
     def _db(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
@@ -287,11 +303,19 @@ class ClusterEngine(Engine):
                 h.run.ctx.cancel()
             self.logger.warning("run %s of task %r: %s", h.claimed.run_id,
                                 h.claimed.task_id, why)
+            self._publish_lost(h, why)
+
+    def _publish_lost(self, h: _Held, why: str) -> None:
+        self.publish(EventType.RUN_LEASE_LOST, task_id=h.claimed.task_id,
+                     run_id=h.claimed.run_id, attempt=h.claimed.attempts, error=why)
 
     # ----- definitions -------------------------------------------------------------------
     def _sync_definitions(self) -> None:
         """Re-read every task definition; apply other instances' adds, changes, removals
-        to the local catalogue (no store writes, no events)."""
+        to the local catalogue (no store writes) and publish them as local ``task_*``
+        events, once each (so every instance's subscribers, e.g. its web UI, see them).
+        The first read (loading what is stored) publishes nothing, as in local mode."""
+        events: list[tuple[EventType, str]] = []
         with self.store_lock:
             rows = self._db(lambda c: c.execute(
                 "SELECT id, spec FROM tw_task ORDER BY seq").fetchall())
@@ -300,18 +324,27 @@ class ClusterEngine(Engine):
                 seen = set()
                 for tid, spec in rows:
                     seen.add(tid)
-                    if self.specs.get(tid) == spec and tid in self.planner.entries:
+                    old_spec = self.specs.get(tid)
+                    if old_spec == spec and tid in self.planner.entries:
                         continue
+                    known = tid in self.planner.entries
                     try:
                         self._apply_definition(tid, spec, now)
                     except Exception as exc:  # a bad stored task never stops the others
                         self.logger.warning("cluster: cannot load task %r: %s", tid, exc)
+                    else:
+                        events += _change_events(tid, old_spec if known else None, spec)
                     self.specs[tid] = spec
                 for tid in [t for t in self.planner.entries if t not in seen]:
                     if tid in self.specs:  # it was in the database and is gone now
                         self._drop(tid, now)
                         self.specs.pop(tid, None)
+                        events.append((EventType.TASK_REMOVED, tid))
+                first, self._synced = not self._synced, True
                 self._last_sync = time.monotonic()
+        if not first:
+            for etype, tid in events:
+                self.publish(etype, task_id=tid)
 
     def _apply_definition(self, tid: str, spec: str, now: float) -> None:
         d = json.loads(spec)
@@ -475,6 +508,7 @@ class ClusterEngine(Engine):
         got, (t_task, t_retry) = self._db(work)
         starts: list[_core.Run] = []
         release: list[Claimed] = []
+        tx: list[_Held] = []  # runs whose handler gets ctx.connection
         with self.lock:
             now = self.now()
             for c in got:
@@ -495,8 +529,10 @@ class ClusterEngine(Engine):
                 ctx.run_key = c.run_key  # UTC spelling: the same on every instance
                 run.ctx = ctx
                 self.busy += 1
-                self._held[c.fence] = _Held(claimed=c, run=run, task=task,
-                                            deadline=run.deadline)
+                h = self._held[c.fence] = _Held(claimed=c, run=run, task=task,
+                                                deadline=run.deadline)
+                if task.metadata.get(TX_FLAG, "").lower() in _TRUE:
+                    tx.append(h)
                 starts.append(run)
             cands = [now + POLL,
                      now + max(self._reap_at - time.monotonic(), 0.0)]
@@ -511,7 +547,29 @@ class ClusterEngine(Engine):
             self._next_at = min(cands)
         for c in release:
             self._release(c)
+        for h in tx:
+            self._open_handler_connection(h.run)
         return starts
+
+    def _open_handler_connection(self, run: _core.Run) -> None:
+        """``ctx.connection``: a new connection in an open transaction (BEGIN). The
+        outcome is recorded *in* it when the handler succeeds, so its writes commit if and
+        only if the fenced outcome does; otherwise it is closed (rolled back)."""
+        try:
+            conn = self.cstore.connect()
+            if self.cstore.schema is not None:  # the handler's own tables stay visible
+                conn.execute(f'SET search_path TO "{self.cstore.schema}", "$user", public')
+            conn.execute("BEGIN")
+        except _DB_ERRORS as exc:
+            self.logger.error("run %s of task %r: cannot open ctx.connection: %s",
+                              run.run_id, run.entry.task_id, exc)
+            return
+        with self.lock:
+            h = self._held.get(run.token)
+            if h is not None:
+                h.conn = conn
+        assert run.ctx is not None
+        run.ctx.connection = conn
 
     def _release(self, c: Claimed) -> None:
         """Hand a claimed run back to the queue at once (we cannot run it after all)."""
@@ -532,6 +590,7 @@ class ClusterEngine(Engine):
                 h.run.ctx.cancel()
             if h.run.future is not None:
                 h.run.future.cancel()
+            self._orphan(h)
             limit = h.run.entry.timeout or 0.0
             self._outcome(h, f"TimeoutError: attempt timed out after {limit:g}s", None,
                           timed_out=True)
@@ -540,10 +599,51 @@ class ClusterEngine(Engine):
     def attempt_done(self, run: _core.Run, token: int, error: str | None, result: Any) -> None:
         with self.lock:
             h = self._held.get(token)
+            orphan = self._orphans.pop(token, None)
             if h is None or h.done:
-                return  # timed out or cancelled already: that outcome stands
-            h.done = True
-        self._outcome(h, error, result)
+                h = None  # timed out or cancelled already: that outcome stands
+            else:
+                h.done = True
+        if orphan is not None:
+            _close(orphan)  # the handler returned: its uncommitted work is rolled back
+        if h is not None:
+            self._outcome(h, error, result)
+
+    def _orphan(self, h: _Held) -> None:
+        with self.lock:
+            if h.conn is not None:
+                self._orphans[h.claimed.fence] = h.conn
+                h.conn = None
+
+    def _record(self, h: _Held, status: RunStatus, error: str | None, kept: Any,
+                retry_in: timedelta | None, next_in: timedelta | None,
+                ) -> tuple[bool, RunStatus, str | None]:
+        """The fenced ``complete``; with ``ctx.connection``, a success is recorded in the
+        handler's transaction and committed with it (anything else rolls it back)."""
+        c = h.claimed
+        conn, h.conn = h.conn, None
+        if conn is not None and status is RunStatus.SUCCEEDED and retry_in is None:
+            try:
+                ok = claims.complete(conn, c, status.value, result=kept, next_run_in=next_in)
+                if ok:
+                    conn.execute("COMMIT")
+                return ok, status, error
+            except psycopg.Error as exc:
+                # The handler's transaction cannot commit (it left it aborted, or a
+                # constraint failed at COMMIT): nothing of it is kept; record a failure.
+                status, kept = RunStatus.FAILED, None
+                conn.close()  # before the fallback write below, not after it
+                error = f"ctx.connection: the transaction did not commit: {exc}"
+                self.logger.error("run %s of task %r: %s", c.run_id, c.task_id, error)
+            finally:
+                _close(conn)
+        elif conn is not None:
+            _close(conn)
+        final = status
+        ok = self._db(lambda w: claims.complete(
+            w, c, final.value, error=error, result=kept, retry_in=retry_in,
+            next_run_in=next_in))
+        return ok, status, error
 
     def _outcome(self, h: _Held, error: str | None, result: Any, *,
                  timed_out: bool = False, cancelled: bool = False) -> None:
@@ -565,10 +665,12 @@ class ClusterEngine(Engine):
         if retry_in is None and timing.fixed_delay and isinstance(interval, float):
             next_in = timedelta(seconds=interval)
         kept = keep_result(result) if error is None else None
+        fenced_out = False
         try:
-            ok = self._db(lambda conn: claims.complete(
-                conn, c, status.value, error=error, result=kept, retry_in=retry_in,
-                next_run_in=next_in))
+            ok, status, error = self._record(h, status, error, kept, retry_in, next_in)
+            if status is not RunStatus.SUCCEEDED:
+                kept = None
+            fenced_out = not ok
         except _DB_ERRORS as exc:
             # The lease will expire and the reaper hands the run on (at-least-once).
             self.logger.error("run %s of task %r: cannot record the outcome (%s); the lease "
@@ -586,8 +688,12 @@ class ClusterEngine(Engine):
                 if status is not RunStatus.SUCCEEDED:
                     self.stats["total_errors"] += 1
         if not ok:
-            self.logger.warning("run %s of task %r (fence %s): fenced out, result dropped "
-                                "(the lease was lost)", c.run_id, c.task_id, c.fence)
+            if fenced_out:
+                self.logger.warning("run %s of task %r (fence %s): fenced out, result "
+                                    "dropped (the lease was lost)", c.run_id, c.task_id,
+                                    c.fence)
+                if not h.lost:  # a lease lost unnoticed (pause): nobody published it yet
+                    self._publish_lost(h, "fenced out: the lease was lost, outcome refused")
             return
         if retry_in is not None:
             self.publish(EventType.RUN_RETRYING, task_id=c.task_id, run_id=c.run_id,
@@ -633,6 +739,7 @@ class ClusterEngine(Engine):
         for h in left:
             if h.run.future is not None:
                 h.run.future.cancel()
+            self._orphan(h)
             self._outcome(h, "cancelled: still running when the scheduler stopped", None,
                           cancelled=True)
 
@@ -643,6 +750,36 @@ class ClusterEngine(Engine):
             if self._work is not None:
                 self._work.close()
                 self._work = None
+
+
+def _change_events(tid: str, old: str | None, new: str) -> list[tuple[EventType, str]]:
+    """The events a local API call would have published for this stored change:
+    ``task_added``; ``task_enabled``/``task_disabled`` alone when only ``enabled``
+    changed (``set_enabled``); else ``task_updated`` (plus enabled/disabled)."""
+    if old is None:
+        return [(EventType.TASK_ADDED, tid)]
+    try:
+        a, b = json.loads(old), json.loads(new)
+    except ValueError:
+        return [(EventType.TASK_UPDATED, tid)]
+    enabled = b.get("enabled")
+    toggled = a.get("enabled") != enabled
+    out: list[tuple[EventType, str]] = []
+    for d in (a, b):  # runtime state and the flag itself are not a definition change
+        d.pop("state", None)
+        d.pop("enabled", None)
+    if a != b:
+        out.append((EventType.TASK_UPDATED, tid))
+    if toggled:
+        out.append((EventType.TASK_ENABLED if enabled else EventType.TASK_DISABLED, tid))
+    return out
+
+
+def _close(conn: Any) -> None:
+    try:
+        conn.close()
+    except Exception:  # closing a broken connection must not hide the outcome
+        pass
 
 
 __all__ = ["ClusterEngine"]

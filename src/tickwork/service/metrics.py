@@ -43,6 +43,14 @@ _TERMINAL = {
     EventType.RUN_SKIPPED, EventType.RUN_MISSED, EventType.RUN_CANCELLED,
 }
 
+_CLUSTER_HELP = {
+    "cluster_instances_alive": "Cluster instances with a heartbeat within the lease",
+    "cluster_leases_lost": "Runs whose lease this instance lost (since it started)",
+    "cluster_takeovers": "Expired leases this instance's reaper handed back for a retry",
+    "cluster_fenced_out": "Outcomes of this instance refused because its lease was lost",
+    "cluster_held_runs": "Runs this instance holds a lease on now",
+}
+
 
 class _LiveCollector(Collector):
     """Gauges computed at scrape time from the scheduler's public API."""
@@ -66,6 +74,13 @@ class _LiveCollector(Collector):
         for state, n in sorted(counts.items()):
             tasks.add_metric([state], float(n))
         yield tasks
+        # Cluster mode (PostgresTaskStore) adds cluster_* keys; a local scheduler has none.
+        for key, value in sorted(stats.items()):
+            if key.startswith("cluster_"):
+                g = GaugeMetricFamily(f"tickwork_{key}", _CLUSTER_HELP.get(
+                    key, f"Cluster: {key[len('cluster_'):].replace('_', ' ')}"))
+                g.add_metric([], float(value))
+                yield g
 
     def describe(self) -> Iterable[Metric]:
         return []
