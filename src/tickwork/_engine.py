@@ -121,7 +121,7 @@ class Engine:
         # dict-like view that builds a Task on access.
         self.tasks = TaskTable(self.planner.entries)
         self.handlers: dict[str, Callable[..., Any]] = {}
-        self.resolved: dict[str, Resolved] = {}
+        self.resolved = ResolvedTable(self.planner.entries)
         self.orphan_reason: dict[str, str] = {}
         self.raw: dict[str, TaskDict] = {}  # stored dicts of orphans, saved back unchanged
         self.adoptable: set[str] = set()  # loaded from the store, not yet defined in code
@@ -228,11 +228,10 @@ class Engine:
             grace=None if grace is None else grace.total_seconds(),
             jitter=0.0 if j is None else j.total_seconds(),
             deps=tuple(dict.fromkeys(deps)) if deps else (), enabled=task.enabled,
-            schedule=sched, handler=task.handler, name=task.name,
-            description=task.description, def_enabled=task.enabled,
-            def_priority=task.priority, def_timeout=timeout, misfire_grace=grace,
-            before_run=task.before_run, after_run=task.after_run,
-            on_lease_loss=task.on_lease_loss,
+            handler=task.handler,
+            defn=_core.definition(
+                sched, task.name, task.description, task.enabled, task.priority, timeout,
+                grace, task.before_run, task.after_run, task.on_lease_loss),
             metadata=dict(task.metadata) if task.metadata else None,
         )
 
@@ -436,9 +435,8 @@ class Engine:
             finished = not task.enabled and task.schedule.type == "once" and e.run_count > 0
             resolved = self._resolve(task)
             e.runnable = resolved is not None
-            if resolved is not None:
-                self.resolved[task.id] = resolved
-            else:
+            e.res = resolved  # Engine.resolved reads it (a new entry: not in the table yet)
+            if resolved is None:
                 self.raw[task.id] = d
                 self.logger.warning("task %r is orphaned: %s", task.id,
                                     self.orphan_reason.get(task.id))
@@ -504,8 +502,9 @@ class Engine:
             raise ValueError(f"task.handler: task {tid!r} has no handler "
                              "(pass handler= or register_handler first)")
         entry.runnable = resolved is not None
-        self._set_resolved(tid, resolved)
+        entry.res = resolved  # Engine.resolved reads it
         if old is not None:
+            self._set_resolved(tid, resolved)
             # Defined in code after being loaded from the store: the code's
             # definition, the store's runtime state.
             self.adoptable.discard(tid)
@@ -584,6 +583,7 @@ class Engine:
                 self.raw.pop(task_id, None)
                 self._set_resolved(task_id, resolved)
                 entry.runnable = resolved is not None
+                entry.res = resolved
                 self.planner.replace(old, entry, now, replan=prev.schedule != own.schedule)
                 d = self.task_dict(task_id) if self.store else None
                 snap = self.snapshot(task_id)
@@ -749,7 +749,7 @@ class Engine:
         for d in decisions:
             if type(d) is _core.Start:
                 run = d.run
-                res = self.resolved.get(run.entry.task_id)
+                res = run.entry.res or self.resolved.get(run.entry.task_id)
                 if res is None:  # handler vanished: end it as failed, never crash
                     out = self.planner.attempt_finished(
                         run, run.token, now, error="LookupError: no handler", stopping=True)
@@ -1028,17 +1028,10 @@ class Engine:
 
 def put_definition(e: _core.Entry, task: Task) -> None:
     """Keep a normalised task's definition in its entry (see ``Entry.schedule``)."""
-    e.schedule = task.schedule
     e.handler = task.handler
-    e.name = task.name
-    e.description = task.description
-    e.def_enabled = task.enabled
-    e.def_priority = task.priority
-    e.def_timeout = task.timeout
-    e.misfire_grace = task.misfire_grace
-    e.before_run = task.before_run
-    e.after_run = task.after_run
-    e.on_lease_loss = task.on_lease_loss
+    e.defn = _core.definition(
+        task.schedule, task.name, task.description, task.enabled, task.priority, task.timeout,
+        task.misfire_grace, task.before_run, task.after_run, task.on_lease_loss)
     e.metadata = task.metadata or None
 
 
@@ -1051,22 +1044,15 @@ def task_of(e: _core.Entry) -> Task:
     """A new Task with the entry's definition (runtime fields at their defaults); its
     lists and dicts are fresh copies, so callers may change them."""
     t: Task = _NEW(Task)
+    (t.schedule, t.name, t.description, t.enabled, t.priority, t.timeout, t.misfire_grace,
+     t.before_run, t.after_run, t.on_lease_loss) = e.defn
+    meta = e.metadata
     t.id = e.task_id
-    t.schedule = e.schedule
     t.handler = e.handler
-    t.name = e.name
-    t.description = e.description
-    t.enabled = e.def_enabled
-    t.priority = e.def_priority
     t.dependencies = list(e.deps)
     t.retry = e.retry
-    t.timeout = e.def_timeout
     t.max_instances = e.max_instances
-    t.misfire_grace = e.misfire_grace
-    t.before_run = e.before_run
-    t.after_run = e.after_run
-    t.on_lease_loss = e.on_lease_loss
-    t.metadata = dict(e.metadata) if e.metadata else {}
+    t.metadata = dict(meta) if meta else {}
     t.last_run = t.next_run = t.last_error = t.last_status = None
     t.run_count = t.error_count = 0
     t.state = TaskState.SCHEDULED
@@ -1138,6 +1124,70 @@ class TaskTable:
         return [(i, self[i]) for i in self]
 
     def values(self) -> list[Task]:
+        return [self[i] for i in self]
+
+
+class ResolvedTable:
+    """``Engine.resolved``: task id -> its resolved handler, kept in the task's entry
+    (``Entry.res``) rather than in a dict slot per task (issue 7, round 3). A value set
+    before its entry exists (the cluster engine resolves, then adds) is kept aside and
+    read until the entry has one of its own."""
+
+    __slots__ = ("_entries", "_loose")
+
+    def __init__(self, entries: dict[str, _core.Entry]) -> None:
+        self._entries = entries
+        self._loose: dict[str, Resolved] = {}
+
+    def get(self, task_id: str, default: Resolved | None = None) -> Resolved | None:
+        e = self._entries.get(task_id)
+        if e is not None and e.res is not None:
+            return e.res  # type: ignore[no-any-return]
+        return self._loose.get(task_id, default) if self._loose else default
+
+    def __getitem__(self, task_id: str) -> Resolved:
+        r = self.get(task_id)
+        if r is None:
+            raise KeyError(task_id)
+        return r
+
+    def __setitem__(self, task_id: str, value: Resolved) -> None:
+        e = self._entries.get(task_id)
+        if e is None:
+            self._loose[task_id] = value
+        else:
+            e.res = value
+            self._loose.pop(task_id, None)
+
+    def pop(self, task_id: str, default: Resolved | None = None) -> Resolved | None:
+        e = self._entries.get(task_id)
+        v = None
+        if e is not None:
+            v, e.res = e.res, None
+        lv = self._loose.pop(task_id, None)
+        if v is None:
+            v = lv
+        return default if v is None else v
+
+    def __contains__(self, task_id: object) -> bool:
+        return isinstance(task_id, str) and self.get(task_id) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        ids = [i for i, e in self._entries.items() if e.res is not None]
+        ids.extend(i for i in self._loose if i not in self._entries or
+                   self._entries[i].res is None)
+        return iter(ids)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def keys(self) -> list[str]:
+        return list(self)
+
+    def items(self) -> list[tuple[str, Resolved]]:
+        return [(i, self[i]) for i in self]
+
+    def values(self) -> list[Resolved]:
         return [self[i] for i in self]
 
 
