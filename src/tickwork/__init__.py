@@ -37,6 +37,17 @@ from .stores import JsonTaskStore, MemoryTaskStore, SqliteTaskStore, TaskStore, 
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # PostgresTaskStore needs psycopg (the `postgres` extra): import it only when asked for,
+    # so that `import tickwork` stays standard-library only.
+    if name == "PostgresTaskStore":
+        from .stores.postgres import PostgresTaskStore
+
+        return PostgresTaskStore
+    raise AttributeError(f"module 'tickwork' has no attribute {name!r}")
+
+
 __all__ = [
     "AsyncScheduler",
     "CronExpression",
@@ -48,6 +59,7 @@ __all__ = [
     "InvalidScheduleError",
     "JsonTaskStore",
     "MemoryTaskStore",
+    "PostgresTaskStore",
     "Priority",
     "RetryPolicy",
     "RunRecord",
