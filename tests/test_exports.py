@@ -5,7 +5,8 @@ import tickwork
 EXPECTED = {
     "AsyncScheduler", "CronExpression", "CronSyntaxError", "DependencyError",
     "DuplicateTaskError", "Event", "EventType", "InvalidScheduleError", "JsonTaskStore",
-    "MemoryTaskStore", "PostgresTaskStore", "Priority", "RetryPolicy", "RunRecord", "RunStatus", "Schedule",
+    "MemoryTaskStore", "PostgresTaskStore", "Priority", "RetryPolicy", "RunRecord", "RunStatus",
+    "Schedule",
     "ScheduleType", "Scheduler", "SchedulerError", "SqliteTaskStore", "StoreError", "Task",
     "TaskContext", "TaskNotFoundError", "TaskState", "TaskStore", "__version__", "at", "cron",
     "every", "open_store",
