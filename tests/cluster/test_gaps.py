@@ -184,3 +184,34 @@ def test_metrics_expose_the_cluster_gauges(cluster: Cluster) -> None:
         [sample] = fam.samples
         assert sample.value == float(stats[k]), k
     assert fams["tickwork_cluster_instances_alive"].samples[0].value == 2.0
+
+
+def test_a_loss_noticed_only_by_the_refused_outcome_is_published_once(
+        cluster: Cluster) -> None:
+    """Lease 30 s: the next heartbeat is 10 s away, so the refused outcome is what
+    tells the holder it lost the run (a pause between two heartbeats)."""
+    release = threading.Event()
+    store = postgres.PostgresTaskStore(cluster.dsn, schema=cluster.schema,
+                                       lease=timedelta(seconds=30))
+    cluster.stores.append(store)
+    from tickwork import Scheduler
+
+    a = Scheduler(store=store, max_workers=1)
+    cluster.scheds.append(a)
+    events = Events()
+    a.subscribe(events)
+    a.register_handler("job", lambda ctx: release.wait(10))
+    a.add_task(Task(id="job", handler="job", schedule=HOURLY,
+                    retry=RetryPolicy(max_retries=0, delay=timedelta(0))))
+    a.start()
+    [started] = wait_for("A running the job", lambda: events.of("run_started"), timeout=5)
+    _expire_and_reap(cluster)
+    release.set()
+    [lost] = wait_for("run_lease_lost", lambda: events.of("run_lease_lost"), timeout=5)
+    assert (lost.task_id, lost.run_id, lost.attempt) == ("job", started.run_id, 1)
+    assert lost.error is not None and lost.error.startswith("fenced out")
+    assert a.get_stats()["cluster_fenced_out"] == 1
+    # The refused outcome published no terminal event; the re-run (attempt 2) did.
+    done = wait_for("the re-run", lambda: events.of("run_succeeded"), timeout=5)
+    assert [e.attempt for e in done] == [2]
+    assert len(events.of("run_lease_lost")) == 1
