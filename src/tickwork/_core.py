@@ -107,7 +107,6 @@ class Entry:
     timeout: float | None = None
     max_instances: int = 1
     grace: float | None = None
-    jitter: float = 0.0
     deps: tuple[str, ...] = ()
     enabled: bool = True
     runnable: bool = True
@@ -154,6 +153,11 @@ class Entry:
     before_run = _defn_field(7)
     after_run = _defn_field(8)
     on_lease_loss = _defn_field(9)
+
+    @property
+    def jitter(self) -> float:
+        """The schedule's jitter in seconds, from the (shared) timing: no slot per task."""
+        return self.timing.jitter
 
 
 @dataclass(slots=True, eq=False)
@@ -238,7 +242,6 @@ class Planner:
         # collections otherwise walk a million extra tuples (issue 7).
         self._timers: list[tuple[Any, ...]] = []
         self._ready: list[tuple[int, float, int, int, int, Any, int]] = []
-        self._seq = itertools.count()
         self._tie = itertools.count()
         self._rng = rng or random.Random()
         self._new_run_id = new_run_id or _counter_ids()
@@ -252,7 +255,10 @@ class Planner:
     def add(self, entry: Entry, now: float, *, next_nominal: float | None = None,
             fresh: bool = True) -> None:
         """Insert an entry; plan its first occurrence from ``now`` (or keep a stored one)."""
-        entry.seq = next(self._seq)
+        # The add order is the first tie: the entry's first token is the same int object,
+        # one int per task fewer (28 bytes of 1,000,000 tasks; ties only grow, so seq
+        # still orders entries by addition).
+        seq = entry.seq = next(self._tie)
         self.entries[entry.task_id] = entry
         for d in entry.deps:
             self.dependents.setdefault(d, set()).add(entry.task_id)
@@ -261,7 +267,7 @@ class Planner:
         if fresh:
             next_nominal = entry.timing.first(now) if entry.enabled else None
         entry.next_nominal = next_nominal
-        self._arm(entry)
+        self._arm(entry, seq)
 
     def remove(self, task_id: str, now: float) -> list[Done]:
         e = self.entries.pop(task_id)
@@ -629,13 +635,15 @@ class Planner:
             e.enabled = False
             self.enabled_count -= 1
 
-    def _arm(self, e: Entry) -> None:
-        tie = next(self._tie)
+    def _arm(self, e: Entry, tie: int | None = None) -> None:
+        if tie is None:
+            tie = next(self._tie)
         e.token = tie  # above every tie this entry's earlier items carry: they are stale
         if e.next_nominal is None or not e.enabled or not e.runnable or e.removed:
             e.next_due = None
             return
-        at = e.next_nominal + e.jitter * self._rng.random() if e.jitter else e.next_nominal
+        j = e.timing.jitter
+        at = e.next_nominal + j * self._rng.random() if j else e.next_nominal
         e.next_due = at
         heapq.heappush(self._timers, (at, tie, e.task_id))
         if self.armed_until is None or at < self.armed_until:

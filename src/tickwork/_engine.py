@@ -220,13 +220,11 @@ class Engine:
         v = task.misfire_grace
         grace = None if v is None else to_timedelta(v, field="task.misfire_grace")
         deps = task.dependencies
-        j = sched.jitter
         return _core.Entry(
             task_id=tid, seq=0, timing=self._timing(sched, tid), priority=int(task.priority),
             retry=task.retry, timeout=None if timeout is None else timeout.total_seconds(),
             max_instances=task.max_instances,
             grace=None if grace is None else grace.total_seconds(),
-            jitter=0.0 if j is None else j.total_seconds(),
             deps=tuple(dict.fromkeys(deps)) if deps else (), enabled=task.enabled,
             handler=task.handler,
             defn=_core.definition(
@@ -268,14 +266,12 @@ class Engine:
     def _make_entry(self, task: Task) -> _core.Entry:
         s = task.schedule
         timing = self._timing(s, task.id)
-        j = s.jitter
         e = _core.Entry(
             task_id=task.id, seq=0, timing=timing, priority=int(task.priority),
             retry=task.retry,
             timeout=None if task.timeout is None else _secs(task.timeout),
             max_instances=task.max_instances,
             grace=None if task.misfire_grace is None else _secs(task.misfire_grace),
-            jitter=0.0 if j is None else j.total_seconds(),
             deps=tuple(task.dependencies) if task.dependencies else (), enabled=task.enabled,
         )
         put_definition(e, task)

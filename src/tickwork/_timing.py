@@ -22,6 +22,9 @@ class Timing(Protocol):
     fixed_delay: bool
     # True when the schedule has finitely many occurrences (once).
     finite: bool
+    # The schedule's jitter in seconds (0.0: none). Here rather than in each task's entry:
+    # timings are shared by equal schedules, so it costs no slot per task (issue 7).
+    jitter: float
 
     def first(self, now: float) -> float | None:
         """The first occurrence for a task added or enabled at ``now``."""
@@ -41,13 +44,14 @@ class Timing(Protocol):
 
 
 class IntervalTiming:
-    __slots__ = ("finite", "fixed_delay", "interval", "start_at")
+    __slots__ = ("finite", "fixed_delay", "interval", "jitter", "start_at")
 
     def __init__(self, interval: timedelta, start_at: float | None, fixed_rate: bool) -> None:
         self.interval = interval.total_seconds()
         self.start_at = start_at
         self.fixed_delay = not fixed_rate
         self.finite = False
+        self.jitter = 0.0
 
     def first(self, now: float) -> float:
         s = self.start_at
@@ -77,12 +81,13 @@ class IntervalTiming:
 
 
 class OnceTiming:
-    __slots__ = ("finite", "fixed_delay", "times")
+    __slots__ = ("finite", "fixed_delay", "jitter", "times")
 
     def __init__(self, times: list[float]) -> None:
         self.times = sorted(set(times))
         self.fixed_delay = False
         self.finite = True
+        self.jitter = 0.0
 
     def first(self, now: float) -> float | None:
         # Instants already past when the task is added count as missed occurrences:
@@ -105,7 +110,7 @@ class OnceTiming:
 
 
 class CronTiming:
-    __slots__ = ("expr", "finite", "fixed_delay", "tz")
+    __slots__ = ("expr", "finite", "fixed_delay", "jitter", "tz")
 
     def __init__(self, expr: str, tz: tzinfo, seconds: bool, hash_key: str) -> None:
         from .schedules.cron import CronExpression
@@ -114,6 +119,7 @@ class CronTiming:
         self.tz = tz
         self.fixed_delay = False
         self.finite = False
+        self.jitter = 0.0
 
     def _next(self, t: float) -> float | None:
         nxt = self.expr.next(datetime.fromtimestamp(t, self.tz))
@@ -143,11 +149,16 @@ class CronTiming:
 def compile_schedule(schedule: Schedule, tz: tzinfo, task_id: str) -> Timing:
     """Resolve zones and naive datetimes; raises ``InvalidScheduleError``."""
     start = None if schedule.start_at is None else to_ts(schedule.start_at, tz)
+    timing: Timing
     if schedule.type is ScheduleType.INTERVAL:
         assert schedule.interval is not None
-        return IntervalTiming(schedule.interval, start, schedule.fixed_rate)
-    if schedule.type is ScheduleType.ONCE:
-        return OnceTiming([to_ts(t, tz) for t in schedule.times])
-    assert schedule.cron is not None
-    ctz = zone(schedule.timezone, field="schedule.timezone") if schedule.timezone else tz
-    return CronTiming(schedule.cron, ctz, schedule.seconds, task_id)
+        timing = IntervalTiming(schedule.interval, start, schedule.fixed_rate)
+    elif schedule.type is ScheduleType.ONCE:
+        timing = OnceTiming([to_ts(t, tz) for t in schedule.times])
+    else:
+        assert schedule.cron is not None
+        ctz = zone(schedule.timezone, field="schedule.timezone") if schedule.timezone else tz
+        timing = CronTiming(schedule.cron, ctz, schedule.seconds, task_id)
+    j = schedule.jitter
+    timing.jitter = 0.0 if j is None else j.total_seconds()
+    return timing

@@ -14,8 +14,10 @@ from tickwork._timing import compile_schedule
 T = 1_000_000.0
 
 
-def entry(task_id: str, *, minutes: float = 1, fixed_rate: bool = True, **kw: object) -> Entry:
-    timing = compile_schedule(every(minutes=minutes, fixed_rate=fixed_rate), UTC, task_id)
+def entry(task_id: str, *, minutes: float = 1, fixed_rate: bool = True, jitter: float = 0.0,
+          **kw: object) -> Entry:
+    timing = compile_schedule(every(minutes=minutes, fixed_rate=fixed_rate,
+                                    jitter=jitter or None), UTC, task_id)
     return Entry(task_id=task_id, seq=0, timing=timing, **kw)  # type: ignore[arg-type]
 
 
