@@ -32,7 +32,7 @@ demo: $(STAMP)
 	$(BIN)/python -m tickwork demo
 
 lint: $(STAMP)
-	$(BIN)/python -m ruff check src tests bench
+	$(BIN)/python -m ruff check src tests bench examples
 
 typecheck: $(STAMP)
 	$(BIN)/python -m mypy --strict src
