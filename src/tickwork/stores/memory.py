@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,20 @@ def copy_task(task: TaskDict) -> tuple[str, str]:
     except (TypeError, ValueError) as e:
         raise StoreError(f"task {tid!r}: not JSON-serialisable: {e}") from None
     return tid, text
+
+
+def parse_task_rows(rows: Iterable[tuple[str, str]], where: str) -> list[TaskDict]:
+    """Task dicts from stored ``(id, json text)`` rows; StoreError naming store and task."""
+    out = []
+    for tid, spec in rows:
+        try:
+            d = json.loads(spec)
+        except ValueError as e:
+            raise StoreError(f"{where}: task {tid!r}: bad JSON: {e}") from None
+        if not isinstance(d, dict):
+            raise StoreError(f"{where}: task {tid!r}: spec is not an object")
+        out.append(d)
+    return out
 
 
 class MemoryTaskStore:

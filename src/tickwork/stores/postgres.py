@@ -46,7 +46,7 @@ from .._model import RunRecord, RunStatus
 from .._serde import dump_json, record_to_dict
 from ._runlog import AGE_SWEEP_EVERY, check_retention
 from .base import TaskDict
-from .memory import copy_task
+from .memory import copy_task, parse_task_rows
 
 _SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -289,16 +289,7 @@ class PostgresTaskStore:
     def load_tasks(self) -> list[TaskDict]:
         with self._tx("load tasks") as c:
             rows = c.execute("SELECT id, spec FROM tw_task ORDER BY seq").fetchall()
-        out = []
-        for tid, spec in rows:
-            try:
-                d = json.loads(spec)
-            except ValueError as e:
-                raise StoreError(f"{self._where()}: task {tid!r}: bad JSON: {e}") from None
-            if not isinstance(d, dict):
-                raise StoreError(f"{self._where()}: task {tid!r}: spec is not an object")
-            out.append(d)
-        return out
+        return parse_task_rows(rows, self._where())
 
     def upsert_task(self, task: TaskDict, now: datetime) -> None:
         tid, text = copy_task(task)

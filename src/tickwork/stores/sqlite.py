@@ -38,7 +38,7 @@ from .._model import RunRecord, RunStatus
 from .._serde import dump_json, record_to_dict, sort_timestamp
 from ._runlog import AGE_SWEEP_EVERY, check_retention
 from .base import TaskDict
-from .memory import copy_task
+from .memory import copy_task, parse_task_rows
 
 _UPSERT_TASK = """
 INSERT INTO tasks (id, seq, spec, updated_at)
@@ -188,16 +188,7 @@ class SqliteTaskStore:
     def load_tasks(self) -> list[TaskDict]:
         with self._tx("load tasks", write=False) as c:
             rows = c.execute("SELECT id, spec FROM tasks ORDER BY seq").fetchall()
-        out = []
-        for tid, spec in rows:
-            try:
-                d = json.loads(spec)
-            except ValueError as e:
-                raise StoreError(f"SQLite store {self.path}: task {tid!r}: bad JSON: {e}") from None
-            if not isinstance(d, dict):
-                raise StoreError(f"SQLite store {self.path}: task {tid!r}: spec is not an object")
-            out.append(d)
-        return out
+        return parse_task_rows(rows, f"SQLite store {self.path}")
 
     def upsert_task(self, task: TaskDict, now: datetime) -> None:
         tid, text = copy_task(task)
