@@ -35,6 +35,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from ._model import RetryPolicy, RunStatus
@@ -106,7 +107,6 @@ class Entry:
     retry: RetryPolicy | None = None
     timeout: float | None = None
     max_instances: int = 1
-    grace: float | None = None
     deps: tuple[str, ...] = ()
     enabled: bool = True
     runnable: bool = True
@@ -153,6 +153,12 @@ class Entry:
     before_run = _defn_field(7)
     after_run = _defn_field(8)
     on_lease_loss = _defn_field(9)
+
+    @property
+    def grace(self) -> float | None:
+        """misfire_grace in seconds (None: any lateness runs), from the shared definition."""
+        g = self.defn[6]
+        return None if g is None else (g.total_seconds() if type(g) is timedelta else float(g))
 
     @property
     def jitter(self) -> float:
@@ -550,11 +556,12 @@ class Planner:
         latest = e.timing.last_at_or_before(now - offset, nominal)
         if latest is None or latest < nominal:
             latest = nominal
-        if e.grace is None:
+        grace = e.grace
+        if grace is None:
             return latest, [], 0, latest, latest
         # Waiting for dependencies is deliberate, not lateness: count from the unblocking.
         base = e.unblocked_at if e.unblocked_at is not None else float("-inf")
-        cutoff = now - e.grace
+        cutoff = now - grace
 
         def late(o: float) -> bool:
             return max(o + (offset if o == nominal else 0.0), base) < cutoff

@@ -224,7 +224,6 @@ class Engine:
             task_id=tid, seq=0, timing=self._timing(sched, tid), priority=int(task.priority),
             retry=task.retry, timeout=None if timeout is None else timeout.total_seconds(),
             max_instances=task.max_instances,
-            grace=None if grace is None else grace.total_seconds(),
             deps=tuple(dict.fromkeys(deps)) if deps else (), enabled=task.enabled,
             handler=task.handler,
             defn=_core.definition(
@@ -271,7 +270,6 @@ class Engine:
             retry=task.retry,
             timeout=None if task.timeout is None else _secs(task.timeout),
             max_instances=task.max_instances,
-            grace=None if task.misfire_grace is None else _secs(task.misfire_grace),
             deps=tuple(task.dependencies) if task.dependencies else (), enabled=task.enabled,
         )
         put_definition(e, task)

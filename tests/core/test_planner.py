@@ -15,10 +15,13 @@ T = 1_000_000.0
 
 
 def entry(task_id: str, *, minutes: float = 1, fixed_rate: bool = True, jitter: float = 0.0,
-          **kw: object) -> Entry:
+          grace: float | None = None, **kw: object) -> Entry:
     timing = compile_schedule(every(minutes=minutes, fixed_rate=fixed_rate,
                                     jitter=jitter or None), UTC, task_id)
-    return Entry(task_id=task_id, seq=0, timing=timing, **kw)  # type: ignore[arg-type]
+    e = Entry(task_id=task_id, seq=0, timing=timing, **kw)  # type: ignore[arg-type]
+    if grace is not None:
+        e.misfire_grace = timedelta(seconds=grace)  # Entry.grace reads the definition's
+    return e
 
 
 def starts(decisions: list[object]) -> list[str]:
@@ -170,7 +173,8 @@ def test_misfires(grace: float | None, down_until: float, run_at: float | None,
 def test_missed_summary_is_bounded() -> None:
     p = Planner()
     e = Entry(task_id="s", seq=0, timing=compile_schedule(every(seconds=1, fixed_rate=True),
-                                                          UTC, "s"), grace=0.5)
+                                                          UTC, "s"))
+    e.misfire_grace = timedelta(seconds=0.5)
     p.add(e, T)
     ds = p.collect(T + 86_400 * 365, 1)
     occ = [d for d in ds if isinstance(d, Occurrence)]
