@@ -11,24 +11,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta, tzinfo
-from typing import Any, TypeVar
+from typing import Any
 
 from . import _core
 from ._clock import Clock
 from ._durations import to_timedelta
 from ._engines import make_engine
-from ._events import Callback
 from ._execute import run_async, run_sync
-from ._model import EventType, RunRecord, Schedule, Task
+from ._model import EventType, RunRecord, Task
+from ._surface import SharedSurface
 from .stores.base import TaskStore
 
-F = TypeVar("F", bound=Callable[..., Any])
 
-
-class AsyncScheduler:
+class AsyncScheduler(SharedSurface):
     """``Scheduler``'s surface as coroutines: ``async with AsyncScheduler() as s: ...``."""
 
     def __init__(
@@ -114,25 +112,6 @@ class AsyncScheduler:
 
     async def save_tasks(self) -> None:
         await asyncio.to_thread(self._engine.save_tasks)
-
-    def subscribe(self, callback: Callback,
-                  events: Iterable[EventType | str] | None = None) -> Callable[[], None]:
-        """Not a coroutine: subscribing does no I/O."""
-        return self._engine.subscribe(callback, events)
-
-    def task(self, schedule: Schedule, *, id: str | None = None, **fields: Any) -> Callable[[F], F]:
-        """Decorator (synchronous, usable at import time)."""
-
-        def deco(fn: F) -> F:
-            tid = id or f"{fn.__module__}.{fn.__qualname__}".replace("<", "").replace(">", "")
-            self._engine.add_task(Task(id=tid, handler=fn, schedule=schedule, **fields))
-            return fn
-
-        return deco
-
-    @property
-    def timezone(self) -> tzinfo:
-        return self._engine.tz
 
     # ----- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:

@@ -12,25 +12,23 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import timedelta, tzinfo
-from typing import Any, TypeVar
+from typing import Any
 
 from . import _core
 from ._clock import Clock
 from ._durations import to_timedelta
 from ._engine import Engine
 from ._engines import make_engine
-from ._events import Callback
 from ._execute import call_sync, run_async, run_sync
-from ._model import EventType, RunRecord, Schedule, Task
+from ._model import EventType, RunRecord, Task
+from ._surface import SharedSurface
 from ._workers import WorkerPool
 from .stores.base import TaskStore
 
-F = TypeVar("F", bound=Callable[..., Any])
 
-
-class _Api:
+class _Api(SharedSurface):
     """The methods both schedulers share in synchronous form (see API.md section 3)."""
 
     _engine: Engine
@@ -110,29 +108,6 @@ class _Api:
     def save_tasks(self) -> None:
         """Write every task to the store now; ``SchedulerError`` without a store."""
         self._engine.save_tasks()
-
-    def subscribe(self, callback: Callback,
-                  events: Iterable[EventType | str] | None = None) -> Callable[[], None]:
-        """Call ``callback(event)`` for each event (or only ``events``); returns unsubscribe."""
-        return self._engine.subscribe(callback, events)
-
-    def task(self, schedule: Schedule, *, id: str | None = None, **fields: Any) -> Callable[[F], F]:
-        """Decorator: ``@sched.task(every(minutes=5))`` adds the function as a task."""
-
-        def deco(fn: F) -> F:
-            tid = id or f"{fn.__module__}.{fn.__qualname__}".replace("<", "").replace(">", "")
-            self._engine.add_task(Task(id=tid, handler=fn, schedule=schedule, **fields))
-            return fn
-
-        return deco
-
-    @property
-    def timezone(self) -> tzinfo:
-        return self._engine.tz
-
-    @property
-    def instance_id(self) -> str:
-        return self._engine.instance_id
 
 
 class Scheduler(_Api):
