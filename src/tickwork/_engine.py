@@ -20,7 +20,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from . import _core
 from ._clock import SYSTEM_CLOCK, Clock
@@ -1120,7 +1120,43 @@ if {f.name for f in dataclasses.fields(Task)} != _COVERED:
                        f"{sorted({f.name for f in dataclasses.fields(Task)} ^ _COVERED)}")
 
 
-class TaskTable:
+_V = TypeVar("_V")
+
+
+class _EntryView(Generic[_V]):
+    """Mapping helpers shared by the views below: each keeps one value per task in the
+    task's planner entry (not in a dict slot per task), plus values set before the entry
+    exists."""
+
+    __slots__ = ("_entries", "_loose")
+
+    def __init__(self, entries: dict[str, _core.Entry]) -> None:
+        self._entries = entries
+        self._loose: dict[str, _V] = {}
+
+    def get(self, task_id: str, default: _V | None = None) -> _V | None:
+        raise NotImplementedError
+
+    def __getitem__(self, task_id: str) -> _V:
+        v = self.get(task_id)
+        if v is None:
+            raise KeyError(task_id)
+        return v
+
+    def __iter__(self) -> Iterator[str]:
+        raise NotImplementedError
+
+    def keys(self) -> list[str]:
+        return list(self)
+
+    def items(self) -> list[tuple[str, _V]]:
+        return [(i, self[i]) for i in self]
+
+    def values(self) -> list[_V]:
+        return [self[i] for i in self]
+
+
+class TaskTable(_EntryView[Task]):
     """``Engine.tasks``: task id -> Task definition, read from the planner's entries.
 
     Each read builds a new Task (nobody can change the engine's copy through it).
@@ -1129,23 +1165,13 @@ class TaskTable:
     kept aside until then.
     """
 
-    __slots__ = ("_entries", "_loose")
-
-    def __init__(self, entries: dict[str, _core.Entry]) -> None:
-        self._entries = entries
-        self._loose: dict[str, Task] = {}
+    __slots__ = ()
 
     def get(self, task_id: str, default: Task | None = None) -> Task | None:
         e = self._entries.get(task_id)
         if e is None or e.schedule is None:
             return self._loose.get(task_id, default)
         return task_of(e)
-
-    def __getitem__(self, task_id: str) -> Task:
-        t = self.get(task_id)
-        if t is None:
-            raise KeyError(task_id)
-        return t
 
     def __setitem__(self, task_id: str, task: Task) -> None:
         e = self._entries.get(task_id)
@@ -1169,39 +1195,20 @@ class TaskTable:
     def __len__(self) -> int:
         return len(self._entries) + sum(1 for i in self._loose if i not in self._entries)
 
-    def keys(self) -> list[str]:
-        return list(self)
 
-    def items(self) -> list[tuple[str, Task]]:
-        return [(i, self[i]) for i in self]
-
-    def values(self) -> list[Task]:
-        return [self[i] for i in self]
-
-
-class ResolvedTable:
+class ResolvedTable(_EntryView[Resolved]):
     """``Engine.resolved``: task id -> its resolved handler, kept in the task's entry
     (``Entry.res``) rather than in a dict slot per task (issue 7, round 3). A value set
     before its entry exists (the cluster engine resolves, then adds) is kept aside and
     read until the entry has one of its own."""
 
-    __slots__ = ("_entries", "_loose")
-
-    def __init__(self, entries: dict[str, _core.Entry]) -> None:
-        self._entries = entries
-        self._loose: dict[str, Resolved] = {}
+    __slots__ = ()
 
     def get(self, task_id: str, default: Resolved | None = None) -> Resolved | None:
         e = self._entries.get(task_id)
         if e is not None and e.res is not None:
             return e.res  # type: ignore[no-any-return]
         return self._loose.get(task_id, default) if self._loose else default
-
-    def __getitem__(self, task_id: str) -> Resolved:
-        r = self.get(task_id)
-        if r is None:
-            raise KeyError(task_id)
-        return r
 
     def __setitem__(self, task_id: str, value: Resolved) -> None:
         e = self._entries.get(task_id)
@@ -1232,15 +1239,6 @@ class ResolvedTable:
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
-
-    def keys(self) -> list[str]:
-        return list(self)
-
-    def items(self) -> list[tuple[str, Resolved]]:
-        return [(i, self[i]) for i in self]
-
-    def values(self) -> list[Resolved]:
-        return [self[i] for i in self]
 
 
 class _PendingRecord:
