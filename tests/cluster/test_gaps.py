@@ -170,6 +170,10 @@ def test_metrics_expose_the_cluster_gauges(cluster: Cluster) -> None:
     b.start()
     wait_for("two instances alive",
              lambda: a.get_stats()["cluster_instances_alive"] == 2, timeout=5)
+    # The hourly task runs once at start; scrape only after that run is recorded, so the
+    # gauges (cluster_held_runs in particular) cannot change between scrape and stats.
+    wait_for("first run recorded", lambda: a.get_task("x").run_count == 1
+             and a.get_stats()["cluster_held_runs"] == 0, timeout=10)
     with TestClient(create_app(a)) as client:
         resp = client.get("/metrics")
     assert resp.status_code == 200
