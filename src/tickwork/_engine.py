@@ -408,6 +408,18 @@ class Engine:
                 self._load_dicts(dicts)
         self._poke()
 
+    def load_from_store(self) -> int:
+        """``load_tasks()``: add stored tasks not known yet; returns how many the store holds."""
+        store = self.store
+        if store is None:
+            return 0
+        with self.store_lock:
+            dicts = store.load_tasks()
+            with self.lock:
+                self._load_dicts(dicts)
+        self._poke()
+        return len(dicts)
+
     def _load_dicts(self, dicts: list[TaskDict]) -> int:
         from ._serde import state_from_dict, task_from_dict
 
@@ -729,15 +741,7 @@ class Engine:
         runs the next ready run itself: one lock round per run instead of two (issue 7,
         W2/W3). The follow-ups of the ended attempt are returned with the run's."""
         with self.lock:
-            now = self.now()
-            if error is None and token == run.token:
-                run.result = keep_result(result)
-            out = self.planner.attempt_finished(run, token, now, error=error,
-                                                stopping=self.stopping)
-            done = out.run if type(out) is _core.Done else None
-            later: list[Callable[[], None]] = []
-            if done is None or not (self._finish_inline(done, now) or self._queue_write(done)):
-                later = self._after_outcome(out)
+            now, later = self._end_attempt(run, token, error, result)
             self.busy -= 1
             nxt = self._take(now, later)
             wake = self.planner.wake_needed
@@ -852,18 +856,23 @@ class Engine:
             except Exception:
                 self.logger.exception("before_run hook of task %r failed", tid)
 
+    def _end_attempt(self, run: _core.Run, token: int, error: str | None,
+                     result: Any) -> tuple[float, list[Callable[[], None]]]:
+        """Under the lock: record an attempt's end; returns now and the follow-ups."""
+        now = self.now()
+        if error is None and token == run.token:
+            run.result = keep_result(result)
+        out = self.planner.attempt_finished(run, token, now, error=error,
+                                            stopping=self.stopping)
+        done = out.run if type(out) is _core.Done else None
+        if done is not None and (self._finish_inline(done, now) or self._queue_write(done)):
+            return now, []
+        return now, self._after_outcome(out)
+
     def attempt_done(self, run: _core.Run, token: int, error: str | None, result: Any) -> None:
         """On the worker, after the handler returned or raised."""
         with self.lock:
-            now = self.now()
-            if error is None and token == run.token:
-                run.result = keep_result(result)
-            out = self.planner.attempt_finished(run, token, now, error=error,
-                                                stopping=self.stopping)
-            done = out.run if type(out) is _core.Done else None
-            later: list[Callable[[], None]] = []
-            if done is None or not (self._finish_inline(done, now) or self._queue_write(done)):
-                later = self._after_outcome(out)
+            _, later = self._end_attempt(run, token, error, result)
         for fn in later:
             fn()
         self._poke()

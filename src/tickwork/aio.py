@@ -100,15 +100,7 @@ class AsyncScheduler(SharedSurface):
         self._engine.register_handler(key, fn)
 
     async def load_tasks(self) -> int:
-        eng = self._engine
-        if eng.store is None:
-            return 0
-        store = eng.store
-        dicts = await asyncio.to_thread(store.load_tasks)
-        with eng.lock:
-            eng._load_dicts(dicts)
-        eng._poke()
-        return len(dicts)
+        return await asyncio.to_thread(self._engine.load_from_store)
 
     async def save_tasks(self) -> None:
         await asyncio.to_thread(self._engine.save_tasks)

@@ -95,15 +95,7 @@ class _Api(SharedSurface):
 
     def load_tasks(self) -> int:
         """Load tasks from the store that are not known yet; returns how many it holds."""
-        eng = self._engine
-        if eng.store is None:
-            return 0
-        with eng.store_lock:
-            dicts = eng.store.load_tasks()
-            with eng.lock:
-                eng._load_dicts(dicts)
-        eng._poke()
-        return len(dicts)
+        return self._engine.load_from_store()
 
     def save_tasks(self) -> None:
         """Write every task to the store now; ``SchedulerError`` without a store."""
