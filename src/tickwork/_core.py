@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from ._model import RetryPolicy, RunStatus
+from ._model import Priority, RetryPolicy, RunStatus
 from ._timing import Timing
 
 _DUE, _MANUAL, _RETRY, _DEADLINE = 0, 1, 2, 3
@@ -56,6 +56,8 @@ DEFN_FIELDS = ("schedule", "name", "description", "def_enabled", "def_priority",
 _NO_DEFN: tuple[Any, ...] = (None, "", "", True, 50, None, None, None, None, "retry")
 _DEFNS: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 _DEFNS_MAX = 4096
+_DEFAULT_DEFNS: dict[int, tuple[Any, ...]] = {}
+_MEDIUM = Priority.MEDIUM
 
 
 def definition(schedule: Any, name: str, description: str, enabled: bool, priority: int,
@@ -68,6 +70,19 @@ def definition(schedule: Any, name: str, description: str, enabled: bool, priori
     their types (True == 1 must not share). Metadata is not part of it (Entry.metadata):
     a dict is unhashable, and in a tuple that also holds the (tracked) schedule it would
     make one more object per task for the garbage collector."""
+    if (name == "" and description == "" and enabled is True and priority is _MEDIUM
+            and timeout is None and misfire_grace is None and before_run is None
+            and after_run is None and on_lease_loss == "retry"):
+        # Everything at its default but the schedule: the usual bulk-added task, found
+        # without building and hashing an 11-tuple key (issue 7, W1).
+        hit = _DEFAULT_DEFNS.get(id(schedule))
+        if hit is not None and hit[0] is schedule:
+            return hit
+        d: tuple[Any, ...] = (schedule, "", "", True, _MEDIUM, None, None, None, None, "retry")
+        if len(_DEFAULT_DEFNS) >= _DEFNS_MAX:
+            _DEFAULT_DEFNS.clear()
+        _DEFAULT_DEFNS[id(schedule)] = d  # d keeps schedule alive: its id stays unique
+        return d
     d = (schedule, name, description, enabled, priority, timeout, misfire_grace, before_run,
          after_run, on_lease_loss)
     key = (id(schedule), name, description, enabled, priority, type(priority), timeout,
@@ -166,6 +181,181 @@ class Entry:
         return self.timing.jitter
 
 
+# A dormant entry: (kind index, seq, next_nominal, next_due), see EntryTable.
+_Dormant = tuple[int, int, "float | None", "float | None"]
+_KINDS_MAX = 4096
+_NOTHING = object()  # matches no field
+# dict's own methods, typed loosely: an EntryTable's values are Entries or dormant tuples.
+_dget: Any = dict.get
+_dset: Any = dict.__setitem__
+_dgetitem: Any = dict.__getitem__
+_dpop: Any = dict.pop
+_dvalues: Any = dict.values
+_ditems: Any = dict.items
+
+
+class EntryTable(dict[str, Entry]):
+    """``Planner.entries``: task id -> Entry, with most idle tasks kept *dormant*.
+
+    Why: the cyclic garbage collector's full collections walk every tracked object, and
+    an ``Entry`` (a slotted object) is always tracked. With 100,000 idle tasks a full
+    collection took ~25 ms, and where one fell decided how fast a stretch of adds went
+    (issue 7, W1 growth) and how long a million adds took (W6). A task added and not
+    touched since is stored as a tuple of atomic values, ``(kind, seq, next_nominal,
+    next_due)``, which the collector stops tracking; everything else about it (timing,
+    handler, definition, priority, retry…) is its *kind*, one tuple shared by all tasks
+    added alike (bounded: when the table is full, tasks stay plain entries).
+
+    The first access through ``get``/``[]``/``pop``/``values``/``items`` turns a dormant
+    task back into its ``Entry`` for good (the caller may change it); ``peek`` builds a
+    throw-away one for read-only callers (snapshots, stats), so reading does not wake it.
+    A task is only made dormant by ``Planner.add(..., dormant=True)``, whose caller
+    promises not to keep the Entry it passed in.
+    """
+
+    __slots__ = ("_kind_ids", "_last", "dormant", "kinds")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kinds: list[tuple[Any, ...]] = []
+        self._kind_ids: dict[tuple[Any, ...], int] = {}
+        self.dormant = 0  # how many values are dormant tuples
+        self._last: tuple[int, tuple[Any, ...]] = (-1, (_NOTHING,) * 9)
+
+    def sleep(self, e: Entry) -> bool:
+        """Store ``e`` dormant if it is a fresh task that can be; True when it was."""
+        if (e.deps or e.metadata is not None or not e.runnable or e.manual is not None
+                or e.running or e.removed or e.finished or e.token != e.seq or e.parked
+                or e.run_count or e.last_run is not None or e.last_status is not None):
+            return False
+        timing, priority, retry, timeout = e.timing, e.priority, e.retry, e.timeout
+        max_instances, enabled, handler, defn, res = (
+            e.max_instances, e.enabled, e.handler, e.defn, e.res)
+        i, k = self._last
+        # Tasks added in bulk are mostly alike: compare with the last kind first.
+        if not (k[0] is timing and k[1] == priority and k[2] is retry and k[3] == timeout
+                and k[4] == max_instances and k[5] is enabled and k[6] is handler
+                and k[7] is defn and k[8] is res):
+            key = (id(timing), priority, id(retry), timeout, max_instances, enabled,
+                   id(handler), id(defn), id(res))
+            ids = self._kind_ids
+            found = ids.get(key)
+            if found is None:
+                if len(self.kinds) >= _KINDS_MAX:
+                    return False
+                found = ids[key] = len(self.kinds)
+                # The kind holds its objects: their ids (in the key) stay unique.
+                self.kinds.append((timing, priority, retry, timeout, max_instances, enabled,
+                                   handler, defn, res))
+            i = found
+            self._last = (i, self.kinds[i])
+        self.put_dormant(e.task_id, (i, e.seq, e.next_nominal, e.next_due))
+        return True
+
+    def kind_of(self, task_id: str) -> int | None:
+        """The kind of a dormant task (None when it is an Entry or unknown)."""
+        v = _dget(self, task_id)
+        return v[0] if type(v) is tuple else None
+
+    def put_dormant(self, task_id: str, rec: _Dormant) -> None:
+        if type(_dget(self, task_id)) is not tuple:
+            self.dormant += 1
+        _dset(self, task_id, rec)
+
+    def _build(self, task_id: str, rec: _Dormant) -> Entry:
+        i, seq, nominal, due = rec
+        (timing, priority, retry, timeout, max_instances, enabled, handler, defn,
+         res) = self.kinds[i]
+        return Entry(task_id, seq, timing, priority, retry, timeout, max_instances, (),
+                     enabled, True, False, False, nominal, due, seq, False, None, 0, None,
+                     False, None, 0, 0, None, None, None, handler, defn, None, res)
+
+    def _wake(self, task_id: str, rec: _Dormant) -> Entry:
+        e = self._build(task_id, rec)
+        _dset(self, task_id, e)
+        self.dormant -= 1
+        return e
+
+    def __setitem__(self, task_id: str, e: Entry) -> None:
+        if type(_dget(self, task_id)) is tuple:
+            self.dormant -= 1
+        _dset(self, task_id, e)
+
+    def __delitem__(self, task_id: str) -> None:
+        self.pop(task_id)
+
+    def get(self, task_id: str, default: Any = None) -> Any:
+        v = _dget(self, task_id, default)
+        if type(v) is tuple:
+            return self._wake(task_id, v)
+        return v
+
+    def __getitem__(self, task_id: str) -> Entry:
+        v = _dgetitem(self, task_id)
+        if type(v) is tuple:
+            return self._wake(task_id, v)
+        e: Entry = v
+        return e
+
+    def peek(self, task_id: str) -> Entry | None:
+        """The entry for reading only: a dormant one stays dormant (a copy is built)."""
+        v = _dget(self, task_id)
+        if type(v) is tuple:
+            return self._build(task_id, v)
+        e: Entry | None = v
+        return e
+
+    def token_of(self, task_id: str) -> int | None:
+        """The task's current timer token (None: no such task), without waking it: a
+        dormant task's token is its seq (see ``_build``)."""
+        v = _dget(self, task_id)
+        if v is None:
+            return None
+        tok: int = v[1] if type(v) is tuple else v.token
+        return tok
+
+    def pop(self, task_id: str, *default: Any) -> Any:
+        v = _dpop(self, task_id, *default)
+        if type(v) is tuple:
+            self.dormant -= 1
+            return self._build(task_id, v)
+        return v
+
+    def _wake_all(self) -> None:
+        if self.dormant:
+            for tid, v in list(_ditems(self)):
+                if type(v) is tuple:
+                    self._wake(tid, v)
+
+    def values(self) -> Any:
+        self._wake_all()
+        return _dvalues(self)
+
+    def items(self) -> Any:
+        self._wake_all()
+        return _ditems(self)
+
+    def peek_values(self) -> Iterator[Entry]:
+        """Every entry for reading only, dormant ones as throw-away copies."""
+        for tid, v in _ditems(self):
+            yield self._build(tid, v) if type(v) is tuple else v
+
+    def count_unrunnable(self) -> int:
+        """Tasks without a handler (dormant tasks always have one)."""
+        if not self.dormant:
+            return sum(1 for e in _dvalues(self) if not e.runnable)
+        return sum(1 for e in _dvalues(self) if type(e) is not tuple and not e.runnable)
+
+    def setdefault(self, *a: Any) -> Any:
+        raise NotImplementedError("EntryTable.setdefault")
+
+    def popitem(self) -> Any:
+        raise NotImplementedError("EntryTable.popitem")
+
+    def copy(self) -> Any:
+        raise NotImplementedError("EntryTable.copy")
+
+
 @dataclass(slots=True, eq=False)
 class Run:
     """One execution: the first attempt and its retries."""
@@ -237,7 +427,7 @@ class Planner:
         rng: random.Random | None = None,
         new_run_id: Callable[[], str] | None = None,
     ) -> None:
-        self.entries: dict[str, Entry] = {}
+        self.entries = EntryTable()
         self.runs: dict[str, Run] = {}
         self.default_retry = default_retry or RetryPolicy()
         self.dependents: dict[str, set[str]] = {}
@@ -259,13 +449,15 @@ class Planner:
 
     # ----- task table ---------------------------------------------------------------
     def add(self, entry: Entry, now: float, *, next_nominal: float | None = None,
-            fresh: bool = True) -> None:
-        """Insert an entry; plan its first occurrence from ``now`` (or keep a stored one)."""
+            fresh: bool = True, dormant: bool = False) -> None:
+        """Insert an entry; plan its first occurrence from ``now`` (or keep a stored one).
+
+        ``dormant``: the caller will not use ``entry`` again, so it may be stored as a
+        dormant tuple (see EntryTable); later reads get an equal Entry."""
         # The add order is the first tie: the entry's first token is the same int object,
         # one int per task fewer (28 bytes of 1,000,000 tasks; ties only grow, so seq
         # still orders entries by addition).
         seq = entry.seq = next(self._tie)
-        self.entries[entry.task_id] = entry
         for d in entry.deps:
             self.dependents.setdefault(d, set()).add(entry.task_id)
         if entry.enabled:
@@ -273,7 +465,29 @@ class Planner:
         if fresh:
             next_nominal = entry.timing.first(now) if entry.enabled else None
         entry.next_nominal = next_nominal
-        self._arm(entry, seq)
+        self._arm(entry, seq)  # reads no table: the entry goes in once, in its final form
+        if not (dormant and self.entries.sleep(entry)):
+            self.entries[entry.task_id] = entry
+
+    def add_alike(self, task_id: str, kind: int, now: float) -> float | None:
+        """Insert a new task (``task_id`` not in the table: the caller checked) of
+        dormant kind ``kind`` (``EntryTable.kinds``) straight as a dormant record: what
+        ``add(entry, now, dormant=True)`` does for an entry of that kind, without
+        building the entry (issue 7, W1: tasks added in bulk are alike). Returns when
+        it is first due (None: not planned)."""
+        entries = self.entries
+        timing, enabled = entries.kinds[kind][0], entries.kinds[kind][5]
+        seq = next(self._tie)
+        nominal = due = None
+        if enabled:
+            self.enabled_count += 1
+            nominal = timing.first(now)
+            if nominal is not None:
+                due = self._push_due(task_id, nominal, seq, timing.jitter)
+        # The caller checked that task_id is new: one dict store, no lookup first.
+        _dset(entries, task_id, (kind, seq, nominal, due))
+        entries.dormant += 1
+        return due
 
     def remove(self, task_id: str, now: float) -> list[Done]:
         e = self.entries.pop(task_id)
@@ -649,12 +863,15 @@ class Planner:
         if e.next_nominal is None or not e.enabled or not e.runnable or e.removed:
             e.next_due = None
             return
-        j = e.timing.jitter
-        at = e.next_nominal + j * self._rng.random() if j else e.next_nominal
-        e.next_due = at
-        heapq.heappush(self._timers, (at, tie, e.task_id))
+        e.next_due = self._push_due(e.task_id, e.next_nominal, tie, e.timing.jitter)
+
+    def _push_due(self, task_id: str, nominal: float, tie: int, jitter: float) -> float:
+        """Queue a task's occurrence; returns when it is due (nominal + jitter)."""
+        at = nominal + jitter * self._rng.random() if jitter else nominal
+        heapq.heappush(self._timers, (at, tie, task_id))
         if self.armed_until is None or at < self.armed_until:
             self.wake_needed = True
+        return at
 
     def _push_timer(self, at: float, kind: int, obj: Any, token: int) -> None:
         heapq.heappush(self._timers, (at, next(self._tie), kind, obj, token))
@@ -670,8 +887,7 @@ class Planner:
 
     def _live(self, item: tuple[Any, ...]) -> bool:
         if len(item) == 3:
-            e = self.entries.get(item[2])
-            return e is not None and e.token == item[1]
+            return bool(self.entries.token_of(item[2]) == item[1])
         _, _, kind, obj, tok = item
         if kind == _RETRY:
             return bool(tok == obj.token and not obj.done)
