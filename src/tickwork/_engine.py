@@ -822,6 +822,24 @@ class Engine:
             self.planner.wake_needed = False
         return starts, later
 
+    def tick_plan(self) -> tuple[list[_core.Run], list[Callable[[], None]], float | None]:
+        """``tick`` and ``next_wakeup`` in one lock round, for the timer thread of a
+        plain engine (issue 7, W3): runs to execute, follow-ups, and when to look again
+        (None: nothing planned). A change made after it (by a follow-up too) wakes
+        the timer as usual."""
+        later: list[Callable[[], None]] = []
+        with self.lock:
+            if self.stopping:
+                return [], later, None
+            now = self.now()
+            starts = self._start_due(now, self.max_workers - self.busy, later)
+            p = self.planner
+            p.wake_needed = False
+            if p.has_ready() and self.busy < self.max_workers:
+                return starts, later, now
+            t = p.armed_until = p.next_wakeup()
+        return starts, later, t
+
     def slot_free_take(self) -> tuple[_core.Run | None, list[Callable[[], None]]]:
         """On a worker whose run ended: free its slot and take the next ready run, if any.
 

@@ -17,7 +17,7 @@ from datetime import timedelta, tzinfo
 from typing import Any
 
 from . import _core
-from ._clock import Clock
+from ._clock import MAX_WAIT, Clock, SystemClock
 from ._durations import to_timedelta
 from ._engine import Engine
 from ._engines import make_engine
@@ -119,6 +119,16 @@ class Scheduler(_Api):
         self._engine = make_engine(logger, store=store, max_workers=max_workers, timezone=timezone,
                               max_retries=max_retries, retry_delay=retry_delay, clock=clock)
         self._cond = threading.Condition(self._engine.lock)
+        # With the real clock the timer thread sleeps on a doorbell: a lock it holds,
+        # released by _wake. One C-level acquire with a timeout per sleep, where a
+        # Condition's wait is Python code that allocates a lock each time, and ringing
+        # is one release instead of a notify_all under the engine lock (issue 7, W3).
+        # A ring while the timer is awake stays pending: no wake-up is lost. Other clocks
+        # (FakeClock) wait on the condition through Clock.wait.
+        self._bell: threading.Lock | None = (
+            threading.Lock() if type(self._engine.clock) is SystemClock else None)
+        if self._bell is not None:
+            self._bell.acquire()
         self._engine.wake = self._wake
         self._thread: threading.Thread | None = None
         self._pool = WorkerPool(max_workers)
@@ -139,6 +149,12 @@ class Scheduler(_Api):
         with self._cond:
             if self._thread is not None:
                 return
+        # Published before the timer thread starts: scheduler_started precedes any run's
+        # events (a task already due could run before it was published).
+        eng.publish(EventType.SCHEDULER_STARTED)
+        with self._cond:
+            if self._thread is not None:
+                return
             eng.stopping = False
             self._stop_requested = False
             self._stopped.clear()
@@ -146,7 +162,6 @@ class Scheduler(_Api):
             self._thread = threading.Thread(target=self._run_loop, name="tickwork-timer",
                                             daemon=True)
             self._thread.start()
-        eng.publish(EventType.SCHEDULER_STARTED)
 
     def stop(self, timeout: float | timedelta | None = None) -> None:
         """Stop gracefully: no new runs, cancel contexts and retries, wait, save. Idempotent."""
@@ -157,6 +172,7 @@ class Scheduler(_Api):
                 return
             self._stop_requested = True
             self._cond.notify_all()
+        self._wake()
         eng.begin_stop()
         if thread is not threading.current_thread():
             thread.join()
@@ -209,10 +225,20 @@ class Scheduler(_Api):
 
     # ----- internals ----------------------------------------------------------------
     def _wake(self) -> None:
-        with self._cond:
-            self._cond.notify_all()
+        bell = self._bell
+        if bell is None or self._stop_requested:  # stop() waits on the condition
+            with self._cond:
+                self._cond.notify_all()
+        if bell is not None and bell.locked():
+            try:
+                bell.release()
+            except RuntimeError:  # rung by another thread meanwhile: still pending
+                pass
 
     def _run_loop(self) -> None:
+        if self._bell is not None:
+            self._bell_loop(self._bell)
+            return
         eng = self._engine
         while True:
             starts, later = eng.tick()
@@ -227,6 +253,27 @@ class Scheduler(_Api):
                 if until is not None and until <= eng.now():
                     continue
                 eng.clock.wait(self._cond, until)
+
+    def _bell_loop(self, bell: threading.Lock) -> None:
+        """The timer loop with the real clock: sleeps on the doorbell (see __init__)."""
+        eng = self._engine
+        plain = self._pull  # the plain engine plans and collects in one lock round
+        while not self._stop_requested:
+            if plain:
+                starts, later, until = eng.tick_plan()
+            else:
+                starts, later = eng.tick()
+            for fn in later:
+                fn()
+            if not plain:
+                until = eng.next_wakeup()
+            # Hand the runs over last, just before sleeping: a woken worker then finds the
+            # interpreter lock free instead of waking, blocking on it and waking again.
+            for run in starts:
+                self._dispatch(run)
+            timeout = MAX_WAIT if until is None else min(until - time.time(), MAX_WAIT)
+            if timeout > 0:
+                bell.acquire(timeout=timeout)
 
     def _dispatch(self, run: _core.Run) -> None:
         eng = self._engine
