@@ -46,7 +46,8 @@ def test_a_full_pool_queues_and_runs_every_job() -> None:
 
         for i in range(10):
             pool.submit(lambda i=i: job(i))
-        assert pool._gen.threads == 2 and len(pool._gen.jobs) == 8
+        wait_for(lambda: len(pool._gen.jobs) == 8)  # two taken, the pool is full
+        assert pool._gen.threads == 2
         gate.set()
         wait_for(lambda: len(ran) == 10)
         assert sorted(ran) == list(range(10))
@@ -79,5 +80,33 @@ def test_a_failing_job_does_not_kill_its_thread() -> None:
         pool.submit(ok.set)
         assert ok.wait(5)
         assert pool._gen.threads == 1
+    finally:
+        pool.shutdown()
+
+
+def test_the_submitter_never_waits_for_a_thread_to_start() -> None:
+    # Thread.start() blocks until the new thread runs; the timer thread must not (its
+    # delay is lateness): submit queues the job and a spawner starts the thread.
+    pool = WorkerPool(4)
+    started = threading.Event()
+    try:
+        spawner_threads: list[str] = []
+        real_start = threading.Thread.start
+
+        def recording_start(t: threading.Thread) -> None:
+            spawner_threads.append(threading.current_thread().name)
+            real_start(t)
+
+        threading.Thread.start = recording_start  # type: ignore[method-assign]
+        try:
+            pool.submit(started.set)
+            assert started.wait(5)
+            pool.submit(lambda: None)
+        finally:
+            threading.Thread.start = real_start  # type: ignore[method-assign]
+        me = threading.current_thread().name
+        # the first submit starts the spawner; the worker itself is started by the spawner
+        assert spawner_threads[0] == me and all(n != me for n in spawner_threads[1:])
+        assert "tickwork-worker-spawner" in spawner_threads[1:]
     finally:
         pool.shutdown()
