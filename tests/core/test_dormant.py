@@ -242,3 +242,27 @@ def test_planning_the_next_wake_up_wakes_no_task(sched: Scheduler) -> None:
     sched.remove_task("t0")  # its timer is stale now: skipped, still without waking t1
     assert eng.next_wakeup() == at_s(60).timestamp()
     assert eng.planner.entries.kind_of("t1") is not None
+
+
+def test_a_burst_of_dormant_tasks_starts_in_priority_order_without_waking_all() -> None:
+    from datetime import UTC
+
+    from tickwork._core import Start
+    from tickwork._timing import compile_schedule
+
+    p = Planner()
+    handler = Calls()
+    timing = compile_schedule(every(hours=1), UTC, "x")
+    for i in range(40):  # more than the bulk threshold, all due at once
+        p.add(Entry(f"low{i}", 0, timing, priority=10, handler=handler), 0.0, dormant=True)
+    p.add(Entry("high", 0, timing, priority=90, handler=handler), 0.0, dormant=True)
+    p.add(Entry("awake", 0, timing, priority=50, handler=handler), 0.0)  # a plain entry
+    p.add(Entry("gone", 0, timing, priority=99, handler=handler), 0.0, dormant=True)
+    p.remove("gone", 0.0)
+    out = p.collect(0.0, 3)
+    started = [d.run.entry.task_id for d in out if isinstance(d, Start)]
+    assert started == ["high", "awake", "low0"]  # priority, then add order; "gone" skipped
+    assert p.entries.dormant == 39  # only the started ones were woken
+    rest = p.collect(0.0, 100)
+    assert [d.run.entry.task_id for d in rest if isinstance(d, Start)] == [
+        f"low{i}" for i in range(1, 40)]
