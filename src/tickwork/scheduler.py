@@ -141,6 +141,8 @@ class Scheduler(_Api):
         eng_type = type(self._engine)
         self._pull = (eng_type.tick is Engine.tick and eng_type.slot_free is Engine.slot_free
                       and eng_type.attempt_done is Engine.attempt_done)
+        # The real-clock timer loop of a plain engine ramps bursts up (Engine.tick_plan).
+        self._engine.ramp_up = self._bell is not None and self._pull
 
     # ----- lifecycle ----------------------------------------------------------------
     def start(self) -> None:
