@@ -153,7 +153,8 @@ class Engine:
         # Set by a runner that uses tick_plan (real clock): bursts ramp up (see there)
         # and a second worker leaves ready runs to one that is getting through them.
         self.ramp_up = False
-        self._last_ender = 0  # thread ident of the worker that last ended a run
+        self._last_ender = 0  # thread ident of the worker that last ended a run...
+        self._last_end_at = float("-inf")  # ...and when
         self._last_next: tuple[float, Any, Any] = (float("nan"), None, None)
         self._alike: tuple[Any, ...] | None = None  # see _remember_alike
         self.started = False
@@ -852,7 +853,8 @@ class Engine:
             held = self.busy > 0 and now - self.last_progress < RAMP
             free = 0 if held else min(1, self.max_workers - self.busy)
             starts = self._start_due(now, free, later)
-            if starts:
+            if starts and not starts[0].handler.is_async:
+                # (async handlers share the event loop, not threads: no reason to pace)
                 self.last_progress = now
             p = self.planner
             p.wake_needed = False
@@ -871,7 +873,7 @@ class Engine:
         """
         later: list[Callable[[], None]] = []
         with self.lock:
-            self.last_progress = self.now()
+            self.last_progress = self._last_end_at = self.now()
             self._last_ender = get_ident()
             self.busy -= 1
             nxt = self._take(self.now(), later)
@@ -894,8 +896,8 @@ class Engine:
                 # (W2), so this one goes idle (the timer is woken to keep watch).
                 me = get_ident()
                 other = (self.busy > 0 and self._last_ender != me
-                         and now - self.last_progress < RAMP)
-                self._last_ender = me
+                         and now - self._last_end_at < RAMP)
+                self._last_ender, self._last_end_at = me, now
                 self.last_progress = now
                 if other and self.planner.has_ready():
                     self.planner.wake_needed = True
