@@ -619,9 +619,15 @@ class Planner:
             heapq.heapify(ready)
             self.wake_needed = True
         else:
-            due.extend(entries[tid] for tid, _ in sleeping)
-            for e in due:
-                self._push_ready(e, _DUE, e.next_nominal)
+            if sleeping:
+                due.extend(entries[tid] for tid, _ in sleeping)
+            if len(due) == 1 and not ready and free > 0:
+                # The usual tick: one task due, nothing else waiting: it goes first
+                # anyway, so skip the ready heap's push and pop (issue 7, W3).
+                free -= self._due(due[0], now, out)
+            else:
+                for e in due:
+                    self._push_ready(e, _DUE, e.next_nominal)
         while free > 0 and ready:
             _, _, _, _, kind, obj, tok = heapq.heappop(ready)
             if kind == _RETRY:
@@ -733,10 +739,12 @@ class Planner:
         if e.running >= e.max_instances:
             e.parked = True
             return 0
-        waiting, failed = self._deps_state(e)
-        if waiting:
-            e.parked = True
-            return 0
+        failed = None
+        if e.deps:
+            waiting, failed = self._deps_state(e)
+            if waiting:
+                e.parked = True
+                return 0
         run_at, missed, more, last, latest = self._catch_up(e, now)
         e.unblocked_at = None
         for occ in missed:
