@@ -385,7 +385,7 @@ class Run:
     future: Any = None
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs more, and one is made per run
 class Start:
     run: Run
 
@@ -411,7 +411,7 @@ class Retrying:
     at: float
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs more, and one is made per run
 class Done:
     run: Run
 
