@@ -25,7 +25,7 @@ from typing import Any, Generic, TypeVar
 
 from . import _core
 from ._clock import SYSTEM_CLOCK, Clock
-from ._context import TaskContext
+from ._context import TaskContext, run_context
 from ._durations import to_timedelta
 from ._errors import (
     DependencyError,
@@ -944,11 +944,8 @@ class Engine:
         return starts
 
     def _context(self, run: _core.Run, now: float) -> TaskContext:
-        return TaskContext(
-            task_id=run.entry.task_id, run_id=run.run_id, attempt=run.attempt, clock=self.clock,
-            tz=self.tz, scheduled_ts=run.scheduled_for, started_ts=now,
-            deadline_ts=run.deadline, base_logger=self.logger,
-        )
+        return run_context(run.entry.task_id, run.run_id, run.attempt, self.clock, self.tz,
+                           run.scheduled_for, now, run.deadline, self.logger)
 
     def _timeout(self, run: _core.Run, now: float) -> list[Callable[[], None]]:
         if run.ctx is not None:

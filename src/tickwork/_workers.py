@@ -66,20 +66,25 @@ class WorkerPool:
         self._spawn_bell.acquire()
 
     def submit(self, job: Job) -> None:
-        with self._lock:
+        while True:
+            # Read without self._lock (one lock round less per run): a generation that
+            # shutdown() retired meanwhile is seen closed under its own lock.
             gen = self._gen
-        with gen.lock:
-            if gen.idle:
-                w = gen.idle.pop()
-                w.job = job
-                w.bell.release()
-                return
-            gen.jobs.append(job)
-            # One more thread only if the queued jobs outnumber the threads on their way.
-            if gen.threads >= self._size:
-                return
-            gen.threads += 1
-        self._request(gen)
+            with gen.lock:
+                if gen.closed:
+                    continue
+                if gen.idle:
+                    w = gen.idle.pop()
+                    w.job = job
+                    w.bell.release()
+                    return
+                gen.jobs.append(job)
+                # One more thread only while the pool has room for it.
+                if gen.threads >= self._size:
+                    return
+                gen.threads += 1
+            self._request(gen)
+            return
 
     def _request(self, gen: _Generation) -> None:
         with self._lock:

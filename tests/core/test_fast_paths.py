@@ -168,3 +168,22 @@ def test_a_run_a_worker_takes_itself_still_times_out_on_time() -> None:
     finally:
         release.set()
         s.stop(timeout=2)
+
+
+def test_the_engine_s_run_context_is_the_keyword_built_one() -> None:
+    # run_context skips the keyword call; a slot added to TaskContext must show here.
+    import logging
+
+    from tickwork import TaskContext
+    from tickwork._context import run_context
+
+    clock = FakeClock(T0)
+    log = logging.getLogger("x")
+    args = ("t", "r1", 2, clock, UTC, 1000.0, 1001.5, 1003.0, log)
+    fast = run_context(*args)
+    slow = TaskContext(task_id="t", run_id="r1", attempt=2, clock=clock, tz=UTC,
+                       scheduled_ts=1000.0, started_ts=1001.5, deadline_ts=1003.0,
+                       base_logger=log)
+    for name in TaskContext.__slots__:
+        assert getattr(fast, name) == getattr(slow, name), name
+    assert fast.scheduled_for == slow.scheduled_for and fast.deadline == slow.deadline
