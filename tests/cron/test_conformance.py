@@ -340,6 +340,8 @@ def test_parse_agrees_with_cronsim():
 
 
 def test_single_value_range_with_step():
-    """Deliberate difference: ``a-a/n`` is {a} as in Vixie cron; cronsim reads it as a/n."""
+    """``a-a/n`` is {a} as in Vixie cron. cronsim before 2.9 read it as a/n (a deliberate
+    difference then); cronsim 2.9 agrees with Vixie cron."""
     assert CronExpression("1-1/12 * * * *").spec.minutes == (1,)
-    assert sorted(CronSim("1-1/12 * * * *", datetime(2020, 1, 1)).minutes) == [1, 13, 25, 37, 49]
+    theirs = sorted(CronSim("1-1/12 * * * *", datetime(2020, 1, 1)).minutes)
+    assert theirs in ([1], [1, 13, 25, 37, 49])
