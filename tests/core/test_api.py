@@ -56,6 +56,7 @@ def test_add_get_list_remove(s: Scheduler) -> None:
     snap = s.add_task(mk("b", name="B", priority=Priority.HIGH))
     s.add_task(mk("a"))
     s.add_task(mk("c"))
+    settle(s)  # started: interval tasks run at once; read them after those runs
     assert snap.id == "b" and snap.name == "B" and snap.priority == 100
     assert [t.id for t in s.list_tasks()] == ["a", "b", "c"]
     assert s.get_task("a").next_run is not None
