@@ -160,6 +160,9 @@ class Entry:
     # The handler resolved by the engine (Engine.resolved reads it): a slot here instead
     # of a dict entry per task.
     res: Any = None
+    # How long the last attempt took (seconds; -1: none yet): whether a watching worker
+    # may run this task's handler and still be back for the next due time.
+    took: float = -1.0
 
     schedule = _defn_field(0)
     name = _defn_field(1)

@@ -131,7 +131,6 @@ class Scheduler(_Api):
             self._bell.acquire()
         self._engine.wake = self._wake
         self._thread: threading.Thread | None = None
-        self._pool = WorkerPool(max_workers)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._stop_requested = False
@@ -143,6 +142,14 @@ class Scheduler(_Api):
                       and eng_type.attempt_done is Engine.attempt_done)
         # The real-clock timer loop of a plain engine ramps bursts up (Engine.tick_plan).
         self._engine.ramp_up = self._bell is not None and self._pull
+        # ...and lets a worker with nothing to do wait for the next due time itself and
+        # run what falls due (Engine.watch_tick): one thread wake-up per run instead of
+        # two. The watcher sleeps on this lock (released by stop()); the pool has one
+        # thread more for it, so max_workers handlers can still run beside it.
+        self._engine.watch = self._engine.ramp_up
+        self._watch_bell = threading.Lock()
+        self._watch_bell.acquire()
+        self._pool = WorkerPool(max_workers + 1 if self._engine.watch else max_workers)
 
     # ----- lifecycle ----------------------------------------------------------------
     def start(self) -> None:
@@ -176,6 +183,11 @@ class Scheduler(_Api):
             self._cond.notify_all()
         self._wake()
         eng.begin_stop()
+        if self._watch_bell.locked():
+            try:
+                self._watch_bell.release()  # a watcher sees stopping and leaves
+            except RuntimeError:
+                pass
         if thread is not threading.current_thread():
             thread.join()
         limit = None if timeout is None else to_timedelta(timeout, field="timeout").total_seconds()
@@ -300,6 +312,7 @@ class Scheduler(_Api):
         ``Engine.slot_free_take``) until none is ready."""
         eng = self._engine
         nxt: _core.Run | None = run
+        claim: tuple[int, float] | None = None  # the time this worker watches, if any
         while nxt is not None:
             current = nxt
             try:
@@ -315,6 +328,30 @@ class Scheduler(_Api):
             if nxt is not None and nxt.handler.is_async:
                 self._dispatch(nxt)
                 return
+            if nxt is None and eng.watch:
+                nxt, claim = self._watch(claim)
+
+    def _watch(self, claim: tuple[int, float] | None
+               ) -> tuple[_core.Run | None, tuple[int, float] | None]:
+        """Watch the next due time (Engine.watch_tick); returns a run to execute and the
+        claim kept while it runs, or (None, None): nothing to watch, the worker goes idle."""
+        eng = self._engine
+        if claim is None:
+            claim = eng.claim_watch()
+        bell = self._watch_bell
+        while claim is not None:
+            seq, at = claim
+            timeout = at - time.time()
+            if timeout > 0:
+                bell.acquire(timeout=timeout)
+            run, others, later, claim = eng.watch_tick(seq)
+            for fn in later:
+                fn()
+            for r in others:
+                self._dispatch(r)
+            if run is not None:
+                return run, claim
+        return None, None
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         with self._cond:

@@ -5,6 +5,7 @@ These poll with deadlines and assert generous bounds; precise latency lives in b
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -207,3 +208,39 @@ def test_a_burst_of_short_runs_all_complete_in_priority_order() -> None:
     order = [i for _, i in sorted(taken)]
     assert [i % 3 for i in order] == [2] * 100 + [1] * 100 + [0] * 100
     assert order[:3] == [2, 5, 8]  # equal priority: the order they were added in
+
+
+def test_a_watching_worker_stuck_in_a_handler_is_backed_up_by_the_timer() -> None:
+    # A worker that ran a fast handler watches the next due time itself (Engine.
+    # watch_tick) and keeps watching while it runs the next fast one. When that handler
+    # is suddenly slow, the timer thread's backstop starts what falls due meanwhile on
+    # another worker, WATCH_BACKSTOP later, instead of after the slow handler.
+    s = Scheduler(timezone="UTC", max_workers=4)
+    s0 = time.time() + 0.3
+    calls = 0
+    late: list[float] = []
+    planned: list[float] = []
+
+    def sometimes_slow() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 5:
+            time.sleep(0.3)
+
+    def punctual(ctx: Any) -> None:
+        planned.append(ctx.scheduled_for.timestamp())
+        late.append(time.time() - planned[-1])
+
+    with s:
+        # every 40 ms, b 10 ms after a: both gaps are within the watch horizon
+        s.add_task(Task(id="a", handler=sometimes_slow, schedule=every(
+            seconds=0.04, start_at=datetime.fromtimestamp(s0, UTC), fixed_rate=True)))
+        s.add_task(Task(id="b", handler=punctual, schedule=every(
+            seconds=0.04, start_at=datetime.fromtimestamp(s0 + 0.01, UTC), fixed_rate=True)))
+        wait_for(lambda: calls >= 7 and len(late) >= 16, timeout=10)
+        claims = s._engine.watch_seq
+    assert claims > 5  # workers did watch
+    # b ran every occurrence (none missed while a was slow), each soon after it was due
+    gaps = [round(y - x, 3) for x, y in itertools.pairwise(planned)]
+    assert gaps == [0.04] * len(gaps), gaps
+    assert max(late) < 0.035, [round(x, 4) for x in late]
