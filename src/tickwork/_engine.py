@@ -892,15 +892,18 @@ class Engine:
         """On a worker whose run ended with nothing ready: become the watcher of the next
         due time if it is near and unwatched. Returns (claim number, time) or None."""
         with self.lock:
-            if not self.watch or self.watch_at is not None or self.stopping:
-                return None
-            p = self.planner
-            if p.has_ready():
-                return None
-            t = p.next_wakeup()
-            if t is None or t - self.now() > WATCH_HORIZON:
-                return None
-            return self._claim(t)
+            return self._claim_near()
+
+    def _claim_near(self) -> tuple[int, float] | None:
+        if not self.watch or self.watch_at is not None or self.stopping:
+            return None
+        p = self.planner
+        if p.has_ready():
+            return None
+        t = p.next_wakeup()
+        if t is None or t - self.now() > WATCH_HORIZON:
+            return None
+        return self._claim(t)
 
     def _claim(self, t: float) -> tuple[int, float]:
         """Under the lock: a worker watches ``t``, the earliest timer. Anything armed
@@ -981,30 +984,50 @@ class Engine:
         """``attempt_done`` and ``slot_free_take`` in one locked step, for a worker that
         runs the next ready run itself: one lock round per run instead of two (issue 7,
         W2/W3). The follow-ups of the ended attempt are returned with the run's."""
+        later: list[Callable[[], None]] = []
         with self.lock:
-            now, later = self._end_attempt(run, token, error, result)
-            self.busy -= 1
-            run.entry.took = now - run.attempt_started
-            if self.ramp_up:
-                # Another worker that ended a run within RAMP is getting through the
-                # ready runs: two taking turns were 35 % slower than one under the GIL
-                # (W2), so this one goes idle (the timer is woken to keep watch).
-                me = get_ident()
-                other = (self.busy > 0 and self._last_ender != me
-                         and now - self._last_end_at < RAMP)
-                self._last_ender, self._last_end_at = me, now
-                self.last_progress = now
-                if other and self.planner.has_ready():
-                    self.planner.wake_needed = True
-                    nxt = None
-                else:
-                    nxt = self._take(now, later)
-            else:
-                nxt = self._take(now, later)
+            nxt = self._finish_take(run, token, error, result, later)
             wake = self.planner.wake_needed
         if wake:
             self.wake()
         return nxt, later
+
+    def finish_watch(self, run: _core.Run, token: int, error: str | None, result: Any,
+                     watching: bool) -> tuple[_core.Run | None, list[Callable[[], None]],
+                                              tuple[int, float] | None]:
+        """``finish_take`` for a watching runner: with no next run, and unless the worker
+        already ``watching`` keeps a claim, it claims the watch (``claim_watch``) in
+        the same lock round. Returns (next run, follow-ups, new claim or None)."""
+        later: list[Callable[[], None]] = []
+        claim = None
+        with self.lock:
+            nxt = self._finish_take(run, token, error, result, later)
+            if nxt is None and not watching:
+                claim = self._claim_near()
+            wake = self.planner.wake_needed
+        if wake:
+            self.wake()
+        return nxt, later, claim
+
+    def _finish_take(self, run: _core.Run, token: int, error: str | None, result: Any,
+                     later: list[Callable[[], None]]) -> _core.Run | None:
+        now, done_later = self._end_attempt(run, token, error, result)
+        later.extend(done_later)
+        self.busy -= 1
+        run.entry.took = now - run.attempt_started
+        if self.ramp_up:
+            # Another worker that ended a run within RAMP is getting through the
+            # ready runs: two taking turns were 35 % slower than one under the GIL
+            # (W2), so this one goes idle (the timer is woken to keep watch).
+            me = get_ident()
+            other = (self.busy > 0 and self._last_ender != me
+                     and now - self._last_end_at < RAMP)
+            self._last_ender, self._last_end_at = me, now
+            self.last_progress = now
+            if other and self.planner.has_ready():
+                self.planner.wake_needed = True
+                return None
+        return self._take(now, later)
 
     def _take(self, now: float, later: list[Callable[[], None]]) -> _core.Run | None:
         if self.stopping or not self.planner.has_ready():
@@ -1102,7 +1125,8 @@ class Engine:
         if run.attempt != 1:
             return
         tid = run.entry.task_id
-        self.publish(EventType.RUN_STARTED, task_id=tid, run_id=run.run_id, attempt=1)
+        if self.bus:  # checked here: the keyword call costs even when no one listens
+            self.publish(EventType.RUN_STARTED, task_id=tid, run_id=run.run_id, attempt=1)
         hook = run.entry.before_run
         if hook is not None:
             try:

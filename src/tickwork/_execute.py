@@ -24,7 +24,9 @@ def call_sync(engine: Engine, run: _core.Run) -> tuple[int, str | None, Any]:
     error: str | None = None
     try:
         result = res.fn(run.ctx) if res.wants_ctx else res.fn()
-        if asyncio.iscoroutine(result):  # a sync-looking callable returned a coroutine
+        # A sync-looking callable that returned a coroutine; most handlers return None,
+        # which skips iscoroutine's isinstance checks.
+        if result is not None and asyncio.iscoroutine(result):
             result = asyncio.run(result)
     except BaseException as exc:  # a handler's failure is the run's failure, nothing more
         error = error_text(exc)

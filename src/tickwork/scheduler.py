@@ -309,16 +309,24 @@ class Scheduler(_Api):
 
     def _work(self, run: _core.Run) -> None:
         """A worker runs ``run``, then the next ready ones it takes itself (see
-        ``Engine.slot_free_take``) until none is ready."""
+        ``Engine.slot_free_take``) until none is ready; then, with the real clock, it may
+        watch the next due time (``_watch``) and run what falls due."""
         eng = self._engine
         nxt: _core.Run | None = run
         claim: tuple[int, float] | None = None  # the time this worker watches, if any
+        watch = eng.watch
         while nxt is not None:
             current = nxt
             try:
                 token, error, result = call_sync(eng, current)
-                # The attempt's end and the next run in one lock round (Engine.finish_take).
-                nxt, later = eng.finish_take(current, token, error, result)
+                # The attempt's end and the next run in one lock round (Engine.finish_take),
+                # and when watching, the claim of the next due time too.
+                if watch:
+                    nxt, later, new = eng.finish_watch(current, token, error, result,
+                                                       claim is not None)
+                    claim = claim or new
+                else:
+                    nxt, later = eng.finish_take(current, token, error, result)
             except BaseException:  # call_sync contains handler errors: this is a bug
                 eng.logger.exception("run %s of task %r: internal error", current.run_id,
                                      current.entry.task_id)
@@ -327,8 +335,10 @@ class Scheduler(_Api):
                 fn()
             if nxt is not None and nxt.handler.is_async:
                 self._dispatch(nxt)
-                return
-            if nxt is None and eng.watch:
+                if claim is None:
+                    return
+                nxt = None  # still watching: a claim is never left behind
+            if nxt is None and claim is not None:
                 nxt, claim = self._watch(claim)
 
     def _watch(self, claim: tuple[int, float] | None
@@ -336,8 +346,6 @@ class Scheduler(_Api):
         """Watch the next due time (Engine.watch_tick); returns a run to execute and the
         claim kept while it runs, or (None, None): nothing to watch, the worker goes idle."""
         eng = self._engine
-        if claim is None:
-            claim = eng.claim_watch()
         bell = self._watch_bell
         while claim is not None:
             seq, at = claim

@@ -142,3 +142,18 @@ def test_stopping_ends_the_watch(clock: FakeClock) -> None:
     clock.set(at)
     assert eng.watch_at is None and eng.watch_tick(seq) == (None, [], [], None)
     assert eng.claim_watch() is None
+
+
+def test_a_worker_ending_its_run_claims_the_watch_in_the_same_step(clock: FakeClock) -> None:
+    eng, _ = _engine(clock, 0.0, 0.02)
+    starts, _, _ = eng.tick_plan()
+    (run,) = starts
+    nxt, _, claim = eng.finish_watch(run, run.token, None, None, False)
+    assert nxt is None and claim is not None
+    assert claim[1] == pytest.approx(clock.time() + 0.02) and eng.watch_at == claim[1]
+    assert run.entry.took == 0.0  # how long the attempt took (no fake time passed)
+    # A worker that already watches (it kept its claim through the run) claims nothing.
+    eng2, _ = _engine(FakeClock(clock.now()), 0.0, 0.02)
+    (run2,) = eng2.tick_plan()[0]
+    assert eng2.finish_watch(run2, run2.token, None, None, True)[2] is None
+    assert eng2.watch_at is None
