@@ -154,7 +154,8 @@ class Engine:
         self.stats = {"total_runs": 0, "total_errors": 0, "total_retries": 0,
                       "total_skipped": 0, "total_missed": 0}
         self.busy = 0
-        # When a worker last ended a run or the timer last started one (tick_plan).
+        # When a burst last made progress: a run expected to be short was started with
+        # more ready runs behind it, or taken from them by a worker (tick_plan).
         self.last_progress = float("-inf")
         # Set by a runner that uses tick_plan (real clock): bursts ramp up (see there)
         # and a second worker leaves ready runs to one that is getting through them.
@@ -857,16 +858,21 @@ class Engine:
             if self.stopping:
                 return [], later, None
             now = self.now()
-            # Ramp-up: the timer thread starts one run per tick, and another only when
-            # no worker ended a run and no run was started within RAMP (the running
-            # handlers are long). A run that ends fast is followed by the next ready
-            # one on the same worker (finish_take), in priority order: a burst of 5,000
-            # short runs goes through one or two warm threads instead of 32 contending
-            # for the GIL (issue 7, W2); long ones get a worker each, one per RAMP.
+            # Ramp-up: the timer thread starts one run per tick. While a burst is under
+            # way (within RAMP, a run expected to be short was started with more ready
+            # behind it, or a worker took one of them itself) it waits: the worker will
+            # take the next ready run when its own ends, in priority order, and a burst
+            # of 5,000 short runs goes through one or two warm threads instead of 32
+            # contending for the GIL (issue 7, W2). Runs not known to be short (a task
+            # new to this scheduler) get one more worker per RAMP; runs known to be
+            # long (their last attempt took RAMP or more) mark no progress, so the
+            # ready runs behind them start at once on other workers; a lone due run is
+            # never held by handlers already running.
             held = self.busy > 0 and now - self.last_progress < RAMP
             free = 0 if held else min(1, self.max_workers - self.busy)
             starts = self._start_due(now, free, later)
-            if starts and not starts[0].handler.is_async:
+            if (starts and not starts[0].handler.is_async and self.planner.has_ready()
+                    and starts[0].entry.took < RAMP):
                 # (async handlers share the event loop, not threads: no reason to pace)
                 self.last_progress = now
             p = self.planner
@@ -943,7 +949,8 @@ class Engine:
             starts = self._start_due(now, free, later)
             mine: _core.Run | None = None
             if starts:
-                self.last_progress = now
+                if self.planner.has_ready() and starts[0].entry.took < RAMP:
+                    self.last_progress = now  # a burst (see tick_plan)
                 if not starts[0].handler.is_async:
                     mine = starts.pop(0)
             p = self.planner
@@ -1023,10 +1030,19 @@ class Engine:
             other = (self.busy > 0 and self._last_ender != me
                      and now - self._last_end_at < RAMP)
             self._last_ender, self._last_end_at = me, now
-            self.last_progress = now
             if other and self.planner.has_ready():
                 self.planner.wake_needed = True
                 return None
+            nxt = self._take(now, later)
+            if nxt is not None and nxt.entry.took < RAMP:
+                self.last_progress = now  # getting through a burst (see tick_plan)
+            else:
+                # This worker takes nothing, or a run known to be long: the timer thread
+                # must not wait for it to take the ready runs.
+                self.last_progress = float("-inf")
+                if self.planner.has_ready():
+                    self.planner.wake_needed = True
+            return nxt
         return self._take(now, later)
 
     def _take(self, now: float, later: list[Callable[[], None]]) -> _core.Run | None:

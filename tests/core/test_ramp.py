@@ -76,3 +76,22 @@ def test_a_second_worker_leaves_ready_runs_to_one_getting_through_them(
     t.start()
     t.join()
     assert got == [None] and eng.planner.has_ready()
+
+
+def test_a_lone_due_run_is_not_held_back_by_handlers_already_running(
+        clock: FakeClock) -> None:
+    # Ramp-up paces bursts only: a long handler started a moment ago must not delay the
+    # next task that falls due on its own (it held it up to RAMP, ~1.3 ms at p50 in a
+    # steady mix of short and long handlers).
+    s = Scheduler(clock=clock, timezone="UTC", max_workers=8)
+    eng = s._engine
+    eng.started = True
+    eng.ramp_up = True
+    s.add_task(Task(id="long", handler=lambda: None, schedule=at(at_s(10))))
+    s.add_task(Task(id="short", handler=lambda: None, schedule=at(at_s(10.0005))))
+    clock.set(at_s(10))
+    starts, _, _ = eng.tick_plan()
+    assert [r.entry.task_id for r in starts] == ["long"]  # still running below
+    clock.set(at_s(10.0005))
+    starts, _, _ = eng.tick_plan()
+    assert [r.entry.task_id for r in starts] == ["short"]
