@@ -62,6 +62,11 @@ WRITER_LINGER = 0.002
 # timer thread leaves ready runs to the workers, which take them as they finish; past
 # it (the running handlers are long) it starts one more run per tick.
 RAMP = 0.002
+# ...for a run whose task's last attempt took t (known short), the hold is 4t, at least
+# HOLD_MIN (a fresh worker's wake-up costs ~0.1 ms) and at most RAMP: a short handler
+# that is suddenly slow holds the ready runs behind it for less.
+HOLD_MIN = 0.0002
+TOOK_DECAY = 0.9  # see _finish_take
 # Watching (real clock, plain engine; see Engine.watch_tick): a worker whose run ended
 # with nothing ready waits itself for the next due time when it is at most WATCH_HORIZON
 # away, and runs what falls due then; the timer thread only keeps a backstop,
@@ -154,9 +159,9 @@ class Engine:
         self.stats = {"total_runs": 0, "total_errors": 0, "total_retries": 0,
                       "total_skipped": 0, "total_missed": 0}
         self.busy = 0
-        # When a burst last made progress: a run expected to be short was started with
-        # more ready runs behind it, or taken from them by a worker (tick_plan).
-        self.last_progress = float("-inf")
+        # Until when the timer thread leaves ready runs to a worker getting through them
+        # (see tick_plan and _hold).
+        self.hold_until = float("-inf")
         # Set by a runner that uses tick_plan (real clock): bursts ramp up (see there)
         # and a second worker leaves ready runs to one that is getting through them.
         self.ramp_up = False
@@ -868,17 +873,16 @@ class Engine:
             # long (their last attempt took RAMP or more) mark no progress, so the
             # ready runs behind them start at once on other workers; a lone due run is
             # never held by handlers already running.
-            held = self.busy > 0 and now - self.last_progress < RAMP
+            held = self.busy > 0 and now < self.hold_until
             free = 0 if held else min(1, self.max_workers - self.busy)
             starts = self._start_due(now, free, later)
-            if (starts and not starts[0].handler.is_async and self.planner.has_ready()
-                    and starts[0].entry.took < RAMP):
+            if starts and not starts[0].handler.is_async and self.planner.has_ready():
                 # (async handlers share the event loop, not threads: no reason to pace)
-                self.last_progress = now
+                self._hold(now, starts[0])
             p = self.planner
             p.wake_needed = False
             if p.has_ready() and self.busy < self.max_workers:
-                t = (self.last_progress + RAMP) if self.busy else now
+                t = self.hold_until if self.busy else now
                 self.timer_deadline = t
                 return starts, later, t
             nxt = p.armed_until = p.next_wakeup()
@@ -944,13 +948,13 @@ class Engine:
             if self.stopping:
                 return None, [], later, None
             now = self.now()
-            held = self.busy > 0 and now - self.last_progress < RAMP
+            held = self.busy > 0 and now < self.hold_until
             free = 0 if held else min(1, self.max_workers - self.busy)
             starts = self._start_due(now, free, later)
             mine: _core.Run | None = None
             if starts:
-                if self.planner.has_ready() and starts[0].entry.took < RAMP:
-                    self.last_progress = now  # a burst (see tick_plan)
+                if self.planner.has_ready():
+                    self._hold(now, starts[0])  # a burst (see tick_plan)
                 if not starts[0].handler.is_async:
                     mine = starts.pop(0)
             p = self.planner
@@ -977,10 +981,12 @@ class Engine:
         """
         later: list[Callable[[], None]] = []
         with self.lock:
-            self.last_progress = self._last_end_at = self.now()
+            now = self._last_end_at = self.now()
             self._last_ender = get_ident()
             self.busy -= 1
-            nxt = self._take(self.now(), later)
+            nxt = self._take(now, later)
+            if nxt is not None:
+                self._hold(now, nxt)
             wake = self.planner.wake_needed
         if wake:
             self.wake()
@@ -1021,7 +1027,12 @@ class Engine:
         now, done_later = self._end_attempt(run, token, error, result)
         later.extend(done_later)
         self.busy -= 1
-        run.entry.took = now - run.attempt_started
+        # How long this task's attempts take, for watching and holding: the longest
+        # recent one (a slow attempt counts until 0.9^n of it is below the newer
+        # ones), so that a task that is sometimes slow is not trusted to be short.
+        e, took = run.entry, now - run.attempt_started
+        decayed = e.took * TOOK_DECAY
+        e.took = took if took > decayed else decayed
         if self.ramp_up:
             # Another worker that ended a run within RAMP is getting through the
             # ready runs: two taking turns were 35 % slower than one under the GIL
@@ -1034,16 +1045,25 @@ class Engine:
                 self.planner.wake_needed = True
                 return None
             nxt = self._take(now, later)
-            if nxt is not None and nxt.entry.took < RAMP:
-                self.last_progress = now  # getting through a burst (see tick_plan)
-            else:
+            if nxt is None or not self._hold(now, nxt):
                 # This worker takes nothing, or a run known to be long: the timer thread
                 # must not wait for it to take the ready runs.
-                self.last_progress = float("-inf")
+                self.hold_until = float("-inf")
                 if self.planner.has_ready():
                     self.planner.wake_needed = True
             return nxt
         return self._take(now, later)
+
+    def _hold(self, now: float, run: _core.Run) -> bool:
+        """Under the lock: ``run`` starts with ready runs behind it; the worker running it
+        will take the next one when it ends, so the timer thread holds them until then
+        (tick_plan): RAMP for a task new to this scheduler, ~4x its last attempt's time
+        for a short one (HOLD_MIN..RAMP), not at all for a long one. False: no hold."""
+        took = run.entry.took
+        if took >= RAMP:
+            return False
+        self.hold_until = now + (RAMP if took < 0 else min(RAMP, max(HOLD_MIN, 4 * took)))
+        return True
 
     def _take(self, now: float, later: list[Callable[[], None]]) -> _core.Run | None:
         if self.stopping or not self.planner.has_ready():

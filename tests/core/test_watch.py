@@ -157,3 +157,20 @@ def test_a_worker_ending_its_run_claims_the_watch_in_the_same_step(clock: FakeCl
     (run2,) = eng2.tick_plan()[0]
     assert eng2.finish_watch(run2, run2.token, None, None, True)[2] is None
     assert eng2.watch_at is None
+
+
+def test_a_slow_attempt_is_remembered_over_the_fast_ones_after_it(clock: FakeClock) -> None:
+    # A task that is sometimes slow is not trusted to be short (watching keeps its claim
+    # and the ramp holds ready runs only for tasks that are short): the figure is the
+    # longest recent attempt, decaying by TOOK_DECAY per attempt.
+    from tickwork._engine import TOOK_DECAY
+
+    eng, _ = _engine(clock, 0.0)
+    durations = [0.015, 0.0, 0.0]
+    for i, d in enumerate(durations):
+        clock.set(at_s(i))
+        (run,) = eng.tick_plan()[0]
+        clock.set(clock.time() + d)
+        _finish(eng, run)
+    took = eng.planner.entries["t0"].took
+    assert took == pytest.approx(0.015 * TOOK_DECAY ** 2, abs=1e-6)
