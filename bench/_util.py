@@ -324,7 +324,7 @@ def run_workload(mod: ModuleType, quick: bool, repeat: int,
         reps = 1 if getattr(mod, "SINGLE_RUN", False) else repeat
         runs = []
         for _ in range(reps):
-            runs.append(run_child(mod.__name__, lib, params))
+            runs.append(run_child(Path(str(mod.__file__)).stem, lib, params))
         res = median_of(runs)
         res["params"] = params
         results[lib] = res
