@@ -160,8 +160,9 @@ class Entry:
     # The handler resolved by the engine (Engine.resolved reads it): a slot here instead
     # of a dict entry per task.
     res: Any = None
-    # How long the last attempt took (seconds; -1: none yet): whether a watching worker
-    # may run this task's handler and still be back for the next due time.
+    # How long recent attempts took (seconds; the longest, decaying, see
+    # Engine._finish_take; -1: none yet): whether a watching worker may run this task's
+    # handler and still be back for the next due time, and how long a burst is held.
     took: float = -1.0
 
     schedule = _defn_field(0)

@@ -62,7 +62,7 @@ WRITER_LINGER = 0.002
 # timer thread leaves ready runs to the workers, which take them as they finish; past
 # it (the running handlers are long) it starts one more run per tick.
 RAMP = 0.002
-# ...for a run whose task's last attempt took t (known short), the hold is 4t, at least
+# ...for a run whose task's recent attempts took t (known short), the hold is 4t, at least
 # HOLD_MIN (a fresh worker's wake-up costs ~0.1 ms) and at most RAMP: a short handler
 # that is suddenly slow holds the ready runs behind it for less.
 HOLD_MIN = 0.0002
@@ -873,12 +873,7 @@ class Engine:
             # long (their last attempt took RAMP or more) mark no progress, so the
             # ready runs behind them start at once on other workers; a lone due run is
             # never held by handlers already running.
-            held = self.busy > 0 and now < self.hold_until
-            free = 0 if held else min(1, self.max_workers - self.busy)
-            starts = self._start_due(now, free, later)
-            if starts and not starts[0].handler.is_async and self.planner.has_ready():
-                # (async handlers share the event loop, not threads: no reason to pace)
-                self._hold(now, starts[0])
+            starts = self._start_paced(now, later)
             p = self.planner
             p.wake_needed = False
             if p.has_ready() and self.busy < self.max_workers:
@@ -897,6 +892,16 @@ class Engine:
                     nxt = w + WATCH_BACKSTOP  # a worker ticks at w; this is the backstop
             self.timer_deadline = float("inf") if nxt is None else nxt
         return starts, later, nxt
+
+    def _start_paced(self, now: float, later: list[Callable[[], None]]) -> list[_core.Run]:
+        """Under the lock: at most one due run, unless a burst is held (see tick_plan)."""
+        held = self.busy > 0 and now < self.hold_until
+        free = 0 if held else min(1, self.max_workers - self.busy)
+        starts = self._start_due(now, free, later)
+        if starts and not starts[0].handler.is_async and self.planner.has_ready():
+            # (async handlers share the event loop, not threads: no reason to pace)
+            self._hold(now, starts[0])
+        return starts
 
     def claim_watch(self) -> tuple[int, float] | None:
         """On a worker whose run ended with nothing ready: become the watcher of the next
@@ -935,7 +940,8 @@ class Engine:
         runs to hand to the pool, follow-ups, the claim it keeps or None).
 
         The watcher keeps watching the next due time while it runs its handler only if
-        that task's last attempt took less than half the time until then; otherwise (or
+        that task's recent attempts (``Entry.took``) took less than half the time until
+        then; otherwise (or
         with no figure yet) the timer thread watches it. A watcher that overstays anyway
         (a handler slower than before) is covered by the timer's backstop, at most
         WATCH_BACKSTOP later (tick_plan). Ramp-up and priority order are as in tick_plan.
@@ -948,15 +954,10 @@ class Engine:
             if self.stopping:
                 return None, [], later, None
             now = self.now()
-            held = self.busy > 0 and now < self.hold_until
-            free = 0 if held else min(1, self.max_workers - self.busy)
-            starts = self._start_due(now, free, later)
+            starts = self._start_paced(now, later)
             mine: _core.Run | None = None
-            if starts:
-                if self.planner.has_ready():
-                    self._hold(now, starts[0])  # a burst (see tick_plan)
-                if not starts[0].handler.is_async:
-                    mine = starts.pop(0)
+            if starts and not starts[0].handler.is_async:
+                mine = starts.pop(0)
             p = self.planner
             t = None if p.has_ready() else p.next_wakeup()
             claim = None
@@ -1057,8 +1058,9 @@ class Engine:
     def _hold(self, now: float, run: _core.Run) -> bool:
         """Under the lock: ``run`` starts with ready runs behind it; the worker running it
         will take the next one when it ends, so the timer thread holds them until then
-        (tick_plan): RAMP for a task new to this scheduler, ~4x its last attempt's time
-        for a short one (HOLD_MIN..RAMP), not at all for a long one. False: no hold."""
+        (tick_plan): RAMP for a task new to this scheduler, ~4x its recent attempts'
+        time (``Entry.took``) for a short one (HOLD_MIN..RAMP), not at all for a long
+        one. False: no hold."""
         took = run.entry.took
         if took >= RAMP:
             return False
