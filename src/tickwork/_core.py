@@ -583,14 +583,18 @@ class Planner:
     def has_ready(self) -> bool:
         return bool(self._ready)
 
-    def collect(self, now: float, free: int) -> list[Decision]:
-        """Due work at ``now``: runs to start (at most ``free``), timeouts, skips, misses."""
+    def collect(self, now: float, free: int, upto: float | None = None) -> list[Decision]:
+        """Due work at ``now``: runs to start (at most ``free``), timeouts, skips, misses.
+
+        ``upto``: take only timers due at or before it (default ``now``); what is due
+        later stays queued for whoever ticks at that time."""
         out: list[Decision] = []
         timers = self._timers
         entries = self.entries
         due: list[Entry] = []
         sleeping: list[tuple[str, _Dormant]] = []  # due, still dormant
-        while timers and timers[0][0] <= now:
+        limit = now if upto is None else upto
+        while timers and timers[0][0] <= limit:
             item = heapq.heappop(timers)
             if len(item) == 3:
                 v = _dget(entries, item[2])

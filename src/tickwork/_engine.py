@@ -13,6 +13,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import math
 import os
 import random
 import socket
@@ -73,6 +74,11 @@ TOOK_DECAY = 0.9  # see _finish_take
 # WATCH_BACKSTOP after the watched time, for a watcher still busy in a handler.
 WATCH_HORIZON = 0.05
 WATCH_BACKSTOP = 0.005
+
+
+def _before(t: float) -> float:
+    """The float just below ``t``: collecting timers up to it leaves those due at ``t``."""
+    return math.nextafter(t, -math.inf)
 # Bound of the shared-schedule caches: a workload of distinct schedules only refills them.
 _SHARED_MAX = 4096
 _ID_OK = TASK_ID_RE.fullmatch
@@ -873,7 +879,18 @@ class Engine:
             # long (their last attempt took RAMP or more) mark no progress, so the
             # ready runs behind them start at once on other workers; a lone due run is
             # never held by handlers already running.
-            starts = self._start_paced(now, later)
+            # What falls due from the watched time on is the watcher's until the
+            # backstop: a watcher's wake-up is often a little late, and a timer thread
+            # that woke meanwhile (for an earlier watched time's backstop) and took the
+            # run cost two wake-ups more (its own hand-off and the watcher's, revoked):
+            # one run in eight in W3 (issue 7).
+            w = self.watch_at
+            watched, upto = False, None
+            if w is not None and now < w + WATCH_BACKSTOP:
+                watched = True
+                if w <= now:
+                    upto = _before(w)
+            starts = self._start_paced(now, later, upto)
             p = self.planner
             p.wake_needed = False
             if p.has_ready() and self.busy < self.max_workers:
@@ -881,11 +898,11 @@ class Engine:
                 self.timer_deadline = t
                 return starts, later, t
             nxt = p.armed_until = p.next_wakeup()
-            w = self.watch_at
             if w is not None:
-                if w <= now:
-                    # The watched time has come and this tick collected what was due
-                    # then: the watcher is late (busy in a handler); take over.
+                if not watched:
+                    # The backstop: the watched time is WATCH_BACKSTOP past and this tick
+                    # collected what was due: the watcher is late (busy in a handler);
+                    # take over.
                     self.watch_at = None
                     self.watch_seq += 1
                 elif nxt is not None and nxt >= w:
@@ -893,11 +910,12 @@ class Engine:
             self.timer_deadline = float("inf") if nxt is None else nxt
         return starts, later, nxt
 
-    def _start_paced(self, now: float, later: list[Callable[[], None]]) -> list[_core.Run]:
+    def _start_paced(self, now: float, later: list[Callable[[], None]],
+                     upto: float | None = None) -> list[_core.Run]:
         """Under the lock: at most one due run, unless a burst is held (see tick_plan)."""
         held = self.busy > 0 and now < self.hold_until
         free = 0 if held else min(1, self.max_workers - self.busy)
-        starts = self._start_due(now, free, later)
+        starts = self._start_due(now, free, later, upto)
         if starts and not starts[0].handler.is_async and self.planner.has_ready():
             # (async handlers share the event loop, not threads: no reason to pace)
             self._hold(now, starts[0])
@@ -1073,10 +1091,11 @@ class Engine:
         starts = self._start_due(now, 1, later)
         return starts[0] if starts else None
 
-    def _start_due(self, now: float, free: int,
-                   later: list[Callable[[], None]]) -> list[_core.Run]:
-        """Under the lock: the planner's decisions at ``now``, runs to start counted busy."""
-        decisions = self.planner.collect(now, free)
+    def _start_due(self, now: float, free: int, later: list[Callable[[], None]],
+                   upto: float | None = None) -> list[_core.Run]:
+        """Under the lock: the planner's decisions at ``now`` (timers due up to ``upto``,
+        see Planner.collect), runs to start counted busy."""
+        decisions = self.planner.collect(now, free, upto)
         starts: list[_core.Run] = []
         for d in decisions:
             if type(d) is _core.Start:

@@ -124,6 +124,23 @@ def test_the_timer_takes_over_from_a_watcher_that_overstays(clock: FakeClock) ->
     assert eng.busy == 1
 
 
+def test_a_timer_tick_just_after_the_watched_time_leaves_its_runs_to_the_watcher(
+        clock: FakeClock) -> None:
+    # The watcher's wake-up is a little late; the timer thread, woken meanwhile for an
+    # earlier backstop, must not take the watched run (two wake-ups more) before the
+    # backstop, but it still starts what fell due before the watched time.
+    eng, _ = _engine(clock, 0.01, 0.02)
+    seq, at = eng.claim_watch() or (0, 0.0)
+    eng.add_task(Task(id="sooner", handler=_noop,
+                      schedule=every(seconds=1, start_at=at_s(0.005))))
+    clock.set(at + WATCH_BACKSTOP / 5)
+    starts, _, until = eng.tick_plan()
+    assert [r.entry.task_id for r in starts] == ["sooner"]
+    assert eng.watch_at == at and until == pytest.approx(at + WATCH_BACKSTOP)
+    mine, others, _, _ = eng.watch_tick(seq)
+    assert mine is not None and mine.entry.task_id == "t0" and others == []
+
+
 def test_a_task_due_before_the_watched_time_wakes_the_timer(clock: FakeClock) -> None:
     eng, wakes = _engine(clock, 0.03)
     assert eng.claim_watch() is not None
