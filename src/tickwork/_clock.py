@@ -40,8 +40,9 @@ class Clock(Protocol):
 class SystemClock:
     """The real clock."""
 
-    def time(self) -> float:
-        return time.time()
+    # The C function itself, not a method wrapping it: the engine reads the clock on
+    # every add and every run (issue 7).
+    time = staticmethod(time.time)
 
     def wait(self, cond: threading.Condition, until: float | None) -> None:
         timeout = MAX_WAIT if until is None else min(max(until - time.time(), 0.0), MAX_WAIT)

@@ -483,10 +483,11 @@ class Planner:
         building the entry (issue 7, W1: tasks added in bulk are alike). Returns when
         it is first due (None: not planned)."""
         entries = self.entries
-        timing, enabled = entries.kinds[kind][0], entries.kinds[kind][5]
+        k = entries.kinds[kind]
+        timing = k[0]
         seq = next(self._tie)
         nominal = due = None
-        if enabled:
+        if k[5]:  # enabled
             self.enabled_count += 1
             nominal = timing.first(now)
             if nominal is not None:

@@ -21,10 +21,12 @@ class EventBus:
     def __init__(self, logger: logging.Logger) -> None:
         self._logger = logger
         self._lock = threading.Lock()
-        self._subs: tuple[tuple[Callback, frozenset[EventType] | None], ...] = ()
+        # Read by the engine on every run (``if bus.subs:``) to skip building events no
+        # one receives: a tuple's truth is a C-level check, a __bool__ method is a call.
+        self.subs: tuple[tuple[Callback, frozenset[EventType] | None], ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self._subs)
+        return bool(self.subs)
 
     def subscribe(
         self, callback: Callback, events: Iterable[EventType | str] | None = None
@@ -41,16 +43,16 @@ class EventBus:
                 raise ValueError(f"subscribe: events: {e}") from None
         item = (callback, wanted)
         with self._lock:
-            self._subs = (*self._subs, item)
+            self.subs = (*self.subs, item)
 
         def unsubscribe() -> None:
             with self._lock:
-                self._subs = tuple(s for s in self._subs if s is not item)
+                self.subs = tuple(s for s in self.subs if s is not item)
 
         return unsubscribe
 
     def publish(self, event: Event) -> None:
-        for cb, wanted in self._subs:
+        for cb, wanted in self.subs:
             if wanted is not None and event.type not in wanted:
                 continue
             try:
