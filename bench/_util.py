@@ -318,14 +318,21 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_workload(mod: ModuleType, quick: bool, repeat: int,
                  log: Callable[[str], None] = print) -> dict[str, Any]:
-    """All libraries of one workload, each in its own processes; medians of ``repeat``."""
+    """All libraries of one workload, each in its own processes; medians of ``repeat``.
+
+    The repetitions are interleaved (tickwork, APScheduler, schedule, tickwork, …), not
+    grouped by library: this VM's speed drifts over tens of seconds (the same W3 code
+    measured 10-17 % of a core within an hour), and a ratio of two figures measured a
+    minute apart carried that drift into the comparison."""
+    plan = mod.plan(quick)
+    reps = 1 if getattr(mod, "SINGLE_RUN", False) else repeat
+    runs: dict[str, list[dict[str, Any]]] = {lib: [] for lib, _ in plan}
+    for _ in range(reps):
+        for lib, params in plan:
+            runs[lib].append(run_child(Path(str(mod.__file__)).stem, lib, params))
     results: dict[str, Any] = {}
-    for lib, params in mod.plan(quick):
-        reps = 1 if getattr(mod, "SINGLE_RUN", False) else repeat
-        runs = []
-        for _ in range(reps):
-            runs.append(run_child(Path(str(mod.__file__)).stem, lib, params))
-        res = median_of(runs)
+    for lib, params in plan:
+        res = median_of(runs[lib])
         res["params"] = params
         results[lib] = res
         log(f"  {mod.ID} {lib:<12} {compact(res)}")
