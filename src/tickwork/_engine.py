@@ -179,6 +179,9 @@ class Engine:
         self.watch = False
         self.watch_at: float | None = None
         self.watch_seq = 0
+        # The watcher is running a handler (it kept its claim for it), not waiting: once
+        # the watched time passes, the timer thread takes over at once (tick_plan).
+        self.watch_busy = False
         self.timer_deadline = float("inf")  # when the sleeping timer thread looks again
         self._alike: tuple[Any, ...] | None = None  # see _remember_alike
         self.started = False
@@ -891,9 +894,12 @@ class Engine:
             # that woke meanwhile (for an earlier watched time's backstop) and took the
             # run cost two wake-ups more (its own hand-off and the watcher's, revoked):
             # one run in eight in W3 (issue 7).
+            # A watcher that is waiting (not in a handler) gets that time in full; one
+            # in a handler is taken over as soon as the watched time has passed.
             w = self.watch_at
             watched, upto = False, None
-            if w is not None and now < w + WATCH_BACKSTOP:
+            if w is not None and now < w + WATCH_BACKSTOP and not (
+                    self.watch_busy and w <= now):
                 watched = True
                 if w <= now:
                     upto = _before(w)
@@ -907,9 +913,9 @@ class Engine:
             nxt = p.armed_until = p.next_wakeup()
             if w is not None:
                 if not watched:
-                    # The backstop: the watched time is WATCH_BACKSTOP past and this tick
-                    # collected what was due: the watcher is late (busy in a handler);
-                    # take over.
+                    # The backstop: the watched time has passed with the watcher in a
+                    # handler, or is WATCH_BACKSTOP past, and this tick collected what
+                    # was due: take over.
                     self.watch_at = None
                     self.watch_seq += 1
                 elif nxt is not None and nxt >= w:
@@ -950,6 +956,7 @@ class Engine:
         earlier from now on wakes the timer thread (armed_until)."""
         self.watch_at = t
         self.watch_seq += 1
+        self.watch_busy = False
         p = self.planner
         p.armed_until = min(t, self.timer_deadline)
         p.wake_needed = False  # t is the earliest timer: the claim covers them all
@@ -989,6 +996,7 @@ class Engine:
             if t is not None and t - now <= WATCH_HORIZON and (
                     mine is None or 0.0 <= mine.entry.took < (t - now) / 2):
                 claim = self._claim(t)
+                self.watch_busy = mine is not None
                 wake = False
             else:
                 p.armed_until = self.timer_deadline
@@ -1032,16 +1040,22 @@ class Engine:
         return nxt, later
 
     def finish_watch(self, run: _core.Run, token: int, error: str | None, result: Any,
-                     watching: bool) -> tuple[_core.Run | None, list[Callable[[], None]],
-                                              tuple[int, float] | None]:
+                     watching: tuple[int, float] | None
+                     ) -> tuple[_core.Run | None, list[Callable[[], None]],
+                                tuple[int, float] | None]:
         """``finish_take`` for a watching runner: with no next run, and unless the worker
-        already ``watching`` keeps a claim, it claims the watch (``claim_watch``) in
-        the same lock round. Returns (next run, follow-ups, new claim or None)."""
+        is ``watching`` (the claim it kept through the run), it claims the watch
+        (``claim_watch``) in the same lock round. Returns (next run, follow-ups, new
+        claim or None)."""
         later: list[Callable[[], None]] = []
         claim = None
         with self.lock:
             nxt = self._finish_take(run, token, error, result, later)
-            if nxt is None and not watching:
+            if watching is not None and watching[0] == self.watch_seq:
+                # Still the watcher: in a handler again only if it runs ``nxt`` itself
+                # (an async one goes to the event loop).
+                self.watch_busy = nxt is not None and not nxt.handler.is_async
+            if nxt is None and watching is None:
                 claim = self._claim_near()
             wake = self.planner.wake_needed
         if wake:

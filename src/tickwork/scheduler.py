@@ -322,8 +322,7 @@ class Scheduler(_Api):
                 # The attempt's end and the next run in one lock round (Engine.finish_take),
                 # and when watching, the claim of the next due time too.
                 if watch:
-                    nxt, later, new = eng.finish_watch(current, token, error, result,
-                                                       claim is not None)
+                    nxt, later, new = eng.finish_watch(current, token, error, result, claim)
                     claim = claim or new
                 else:
                     nxt, later = eng.finish_take(current, token, error, result)

@@ -124,6 +124,35 @@ def test_the_timer_takes_over_from_a_watcher_that_overstays(clock: FakeClock) ->
     assert eng.busy == 1
 
 
+def test_a_watcher_in_a_handler_is_taken_over_once_the_watched_time_has_passed(
+        clock: FakeClock) -> None:
+    # The watcher kept its claim through a handler expected short; the handler overruns
+    # the watched time. A timer tick then (here woken for something else) starts the
+    # watched run at once instead of leaving it until the backstop; a waiting watcher
+    # would have been left alone (the test below), and so is this one once it is back.
+    start = clock.now()
+    eng, _ = _engine(clock, 0.0, 0.02)
+    t0 = clock.time()
+    eng.planner.entries["t0"].took = 0.001  # known short: the watcher keeps its claim
+    seq, _ = eng.claim_watch() or (0, 0.0)
+    mine, _, _, claim = eng.watch_tick(seq)
+    assert mine is not None and claim is not None and eng.watch_busy
+    clock.set(t0 + 0.02 + WATCH_BACKSTOP / 5)  # the handler overran t1's due time
+    starts, _, _ = eng.tick_plan()
+    assert [r.entry.task_id for r in starts] == ["t1"] and eng.watch_at is None
+    # The watcher finds its claim revoked when its handler ends: nothing twice.
+    nxt, _, new = eng.finish_watch(mine, mine.token, None, None, claim)
+    assert nxt is None and new is None and eng.busy == 1
+    # Back from a handler and waiting: a claim is not taken over before the backstop.
+    eng2, _ = _engine(FakeClock(start), 0.0, 0.02)
+    eng2.planner.entries["t0"].took = 0.001
+    seq2, _ = eng2.claim_watch() or (0, 0.0)
+    mine2, _, _, claim2 = eng2.watch_tick(seq2)
+    assert mine2 is not None and claim2 is not None
+    assert eng2.finish_watch(mine2, mine2.token, None, None, claim2)[0] is None
+    assert not eng2.watch_busy
+
+
 def test_a_timer_tick_just_after_the_watched_time_leaves_its_runs_to_the_watcher(
         clock: FakeClock) -> None:
     # The watcher's wake-up is a little late; the timer thread, woken meanwhile for an
@@ -165,14 +194,14 @@ def test_a_worker_ending_its_run_claims_the_watch_in_the_same_step(clock: FakeCl
     eng, _ = _engine(clock, 0.0, 0.02)
     starts, _, _ = eng.tick_plan()
     (run,) = starts
-    nxt, _, claim = eng.finish_watch(run, run.token, None, None, False)
+    nxt, _, claim = eng.finish_watch(run, run.token, None, None, None)
     assert nxt is None and claim is not None
     assert claim[1] == pytest.approx(clock.time() + 0.02) and eng.watch_at == claim[1]
     assert run.entry.took == 0.0  # how long the attempt took (no fake time passed)
     # A worker that already watches (it kept its claim through the run) claims nothing.
     eng2, _ = _engine(FakeClock(clock.now()), 0.0, 0.02)
     (run2,) = eng2.tick_plan()[0]
-    assert eng2.finish_watch(run2, run2.token, None, None, True)[2] is None
+    assert eng2.finish_watch(run2, run2.token, None, None, (eng2.watch_seq, 0.0))[2] is None
     assert eng2.watch_at is None
 
 
