@@ -325,7 +325,9 @@ def run_workload(mod: ModuleType, quick: bool, repeat: int,
     measured 10-17 % of a core within an hour), and a ratio of two figures measured a
     minute apart carried that drift into the comparison."""
     plan = mod.plan(quick)
-    reps = 1 if getattr(mod, "SINGLE_RUN", False) else repeat
+    reps = repeat if quick else max(repeat, getattr(mod, "FULL_REPEAT", 1))
+    if getattr(mod, "SINGLE_RUN", False):
+        reps = 1
     runs: dict[str, list[dict[str, Any]]] = {lib: [] for lib, _ in plan}
     for _ in range(reps):
         for lib, params in plan:
