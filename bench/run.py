@@ -199,10 +199,14 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
     m = report["machine"]
+    more = sorted({f"{wid}: of {res['repeats']}" for wid, w in report["workloads"].items()
+                   for res in w.get("results", {}).values()
+                   if isinstance(res, dict) and res.get("repeats", repeat) > repeat})
+    medians = f"Medians of {repeat}" + (f" ({', '.join(more)})" if more else "")
     head = [f"# tickwork bench, {report['mode']} mode, {report['date']}", "",
             f"{m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; {m['os']}; Python "
             f"{m['python']}; tickwork {m['tickwork']}, APScheduler {m['apscheduler']}, "
-            f"schedule {m['schedule']}. Medians of {repeat}. Ratios: tickwork's advantage "
+            f"schedule {m['schedule']}. {medians}. Ratios: tickwork's advantage "
             "(> 1 = tickwork better).", ""]
     (out / "latest.md").write_text("\n".join(head + md))
     log(f"\nwrote {out / 'latest.json'} and latest.md in {report['seconds']} s")
