@@ -70,15 +70,11 @@ HOLD_MIN = 0.0002
 TOOK_DECAY = 0.9  # see _finish_take
 # Watching (real clock, plain engine; see Engine.watch_tick): a worker whose run ended
 # with nothing ready waits itself for the next due time when it is at most WATCH_HORIZON
-# away, and runs what falls due then; the timer thread only keeps a backstop,
-# WATCH_BACKSTOP after the watched time, for a watcher still busy in a handler.
+# away, and runs what falls due then; the timer thread only keeps a backstop: it takes
+# over from a watcher still in a handler once the watched time has passed, and from any
+# watcher WATCH_BACKSTOP after it (see tick_plan).
 WATCH_HORIZON = 0.05
 WATCH_BACKSTOP = 0.005
-
-
-def _before(t: float) -> float:
-    """The float just below ``t``: collecting timers up to it leaves those due at ``t``."""
-    return math.nextafter(t, -math.inf)
 # Bound of the shared-schedule caches: a workload of distinct schedules only refills them.
 _SHARED_MAX = 4096
 _ID_OK = TASK_ID_RE.fullmatch
@@ -114,6 +110,11 @@ def keep_result(value: Any) -> Any:
         return value
     except (TypeError, ValueError):
         return repr(value)[:MAX_RESULT_REPR]
+
+
+def _before(t: float) -> float:
+    """The float just below ``t``: collecting timers up to it leaves those due at ``t``."""
+    return math.nextafter(t, -math.inf)
 
 
 class Engine:
@@ -889,13 +890,12 @@ class Engine:
             # long (their last attempt took RAMP or more) mark no progress, so the
             # ready runs behind them start at once on other workers; a lone due run is
             # never held by handlers already running.
-            # What falls due from the watched time on is the watcher's until the
-            # backstop: a watcher's wake-up is often a little late, and a timer thread
-            # that woke meanwhile (for an earlier watched time's backstop) and took the
-            # run cost two wake-ups more (its own hand-off and the watcher's, revoked):
-            # one run in eight in W3 (issue 7).
-            # A watcher that is waiting (not in a handler) gets that time in full; one
-            # in a handler is taken over as soon as the watched time has passed.
+            # What falls due from the watched time on is left to a watcher that is
+            # waiting (not in a handler) until the backstop: its wake-up is often a
+            # little late, and a timer thread that woke meanwhile (for an earlier
+            # backstop) and took the run cost two wake-ups more, its own hand-off and
+            # the watcher's revoked one: one run in eight in W3 (issue 7). A watcher in
+            # a handler is taken over as soon as the watched time has passed.
             w = self.watch_at
             watched, upto = False, None
             if w is not None and now < w + WATCH_BACKSTOP and not (
