@@ -25,9 +25,6 @@ class EventBus:
         # one receives: a tuple's truth is a C-level check, a __bool__ method is a call.
         self.subs: tuple[tuple[Callback, frozenset[EventType] | None], ...] = ()
 
-    def __bool__(self) -> bool:
-        return bool(self.subs)
-
     def subscribe(
         self, callback: Callback, events: Iterable[EventType | str] | None = None
     ) -> Callable[[], None]:
