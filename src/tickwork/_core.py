@@ -41,6 +41,7 @@ from typing import Any
 from ._model import Priority, RetryPolicy, RunStatus
 from ._timing import Timing
 
+_new = object.__new__
 _DUE, _MANUAL, _RETRY, _DEADLINE = 0, 1, 2, 3
 # A due occurrence of a dormant task in the ready heap: the object is its id, the entry is
 # woken only when the run starts (see Planner.collect).
@@ -444,7 +445,9 @@ class Planner:
         # the garbage collector stops tracking it: with a million tasks the full
         # collections otherwise walk a million extra tuples (issue 7).
         self._timers: list[tuple[Any, ...]] = []
-        self._ready: list[tuple[int, float, int, int, int, Any, int]] = []
+        # Runs to start as soon as a worker is free, in priority order (read by the
+        # engine: a non-empty list means work is waiting).
+        self.ready: list[tuple[int, float, int, int, int, Any, int]] = []
         self._tie = itertools.count()
         self._rng = rng or random.Random()
         self._new_run_id = new_run_id or _counter_ids()
@@ -577,24 +580,44 @@ class Planner:
     def next_wakeup(self) -> float | None:
         """The earliest instant at which ``collect`` may have something to do."""
         t = self._timers
-        while t and not self._live(t[0]):
+        entries = self.entries
+        while t:
+            item = t[0]
+            if len(item) == 3:  # _live's first case inline: called once per run (W3)
+                v = _dget(entries, item[2])
+                if v is not None and (v[1] if type(v) is tuple else v.token) == item[1]:
+                    at: float = item[0]  # (a dormant task's token is its seq)
+                    return at
+            elif self._live(item):
+                at = item[0]
+                return at
             heapq.heappop(t)
-        return t[0][0] if t else None
-
-    def has_ready(self) -> bool:
-        return bool(self._ready)
+        return None
 
     def collect(self, now: float, free: int, upto: float | None = None) -> list[Decision]:
         """Due work at ``now``: runs to start (at most ``free``), timeouts, skips, misses.
 
         ``upto``: take only timers due at or before it (default ``now``); what is due
         later stays queued for whoever ticks at that time."""
-        out: list[Decision] = []
         timers = self._timers
         entries = self.entries
+        limit = now if upto is None else upto
+        out: list[Decision] = []
+        if free > 0 and timers and not self.ready:
+            # The usual tick: one live task due, nothing ready: it goes first anyway, so
+            # skip the lists and loops below (issue 7, W3: the watcher's tick). A stale
+            # or dormant item, or a second one due, takes the general path.
+            item = timers[0]
+            if item[0] <= limit and len(item) == 3:
+                e = _dget(entries, item[2])
+                if type(e) is Entry and e.token == item[1]:
+                    heapq.heappop(timers)
+                    if not timers or timers[0][0] > limit:
+                        self._due(e, now, out)
+                        return out
+                    heapq.heappush(timers, item)
         due: list[Entry] = []
         sleeping: list[tuple[str, _Dormant]] = []  # due, still dormant
-        limit = now if upto is None else upto
         while timers and timers[0][0] <= limit:
             item = heapq.heappop(timers)
             if len(item) == 3:
@@ -613,7 +636,7 @@ class Planner:
                     self._push_ready(obj.entry, _RETRY, obj.scheduled_for, obj)
             elif tok == obj.token and obj.active:  # _DEADLINE
                 out.append(Timeout(obj))
-        ready = self._ready
+        ready = self.ready
         if len(due) + len(sleeping) > 16:
             # Thousands due at one instant: one O(n) heapify instead of n pushes, so the
             # first of them starts milliseconds sooner (issue 7, W2). Dormant tasks stay
@@ -733,7 +756,8 @@ class Planner:
                 d.parked = False
                 d.unblocked_at = now
                 self._push_ready(d, _DUE, d.next_nominal)
-        self._check_finished(e)
+        if e.timing.finite:
+            self._check_finished(e)
 
     def record_occurrence(self, occ: Occurrence) -> None:
         """Count a skipped/missed occurrence in the task's runtime state."""
@@ -754,6 +778,21 @@ class Planner:
             if waiting:
                 e.parked = True
                 return 0
+        nominal = e.next_nominal
+        timing = e.timing
+        if (failed is None and e.next_due == nominal and e.unblocked_at is None
+                and not timing.fixed_delay):
+            # On time (the usual case): the next occurrence is still ahead and this one
+            # is within misfire_grace: _catch_up's answer is (nominal, no misses), found
+            # with one next_after instead of its walk (issue 7, W3).
+            nxt = timing.next_after(nominal, nominal)
+            if nxt is None or nxt > now:
+                g = e.grace
+                if g is None or nominal >= now - g:
+                    out.append(Start(self._new_run(e, nominal, now, manual=False)))
+                    e.next_nominal = nxt
+                    self._arm(e)
+                    return 1  # (not finished: its run has just started)
         run_at, missed, more, last, latest = self._catch_up(e, now)
         e.unblocked_at = None
         for occ in missed:
@@ -839,12 +878,30 @@ class Planner:
             o = e.timing.next_after(o, start)
 
     def _new_run(self, e: Entry, scheduled_for: float, now: float, *, manual: bool) -> Run:
-        run = Run(self._new_run_id(), e, scheduled_for, manual=manual, started_at=now)
-        self.runs[run.run_id] = run
+        # What Run(run_id, e, scheduled_for, manual=manual, started_at=now) and
+        # _start_attempt make, slot by slot without the dataclass's keyword __init__ and
+        # a second call: one Run per run (issue 7, W3; tests/core/test_fast_paths.py
+        # compares the two).
+        run: Run = _new(Run)
+        run.run_id = rid = self._new_run_id()
+        run.entry = e
+        run.scheduled_for = scheduled_for
+        run.manual = manual
+        run.attempt = run.token = 1
+        run.active = True
+        run.done = run.timed_out = False
+        run.started_at = run.attempt_started = now
+        t = e.timeout
+        run.deadline = deadline = None if t is None else now + t
+        run.finished_at = run.last_error = run.retry_at = run.result = None
+        run.ctx = run.handler = run.future = None
+        run.status = RunStatus.RUNNING
+        self.runs[rid] = run
         if e.running == 0:
             self.running_tasks += 1
         e.running += 1
-        self._start_attempt(run, now)
+        if deadline is not None:
+            self._push_timer(deadline, _DEADLINE, run, 1)
         return run
 
     def _start_attempt(self, run: Run, now: float) -> None:
@@ -917,7 +974,7 @@ class Planner:
     def _push_ready(self, e: Entry, kind: int, nominal: float | None, obj: Any = None) -> None:
         target = e if obj is None else obj
         token = target.token
-        heapq.heappush(self._ready, (-e.priority, nominal or 0.0, e.seq, next(self._tie),
+        heapq.heappush(self.ready, (-e.priority, nominal or 0.0, e.seq, next(self._tie),
                                      kind, target, token))
         self.wake_needed = True
 

@@ -812,7 +812,7 @@ class Engine:
                 "running_tasks": p.running_tasks,
                 **self.stats,
                 "orphaned_tasks": p.entries.count_unrunnable(),
-                "queued_runs": len(p._ready),
+                "queued_runs": len(p.ready),
             }
 
     def get_history(self, task_id: str | None = None, limit: int = 100) -> list[RunRecord]:
@@ -826,10 +826,15 @@ class Engine:
         with self.lock:
             out = []
             for r in reversed(self.history):
-                if task_id is None or r.task_id == task_id:
-                    out.append(r if type(r) is RunRecord else r.record(self.tz))
-                    if len(out) >= limit:
-                        break
+                if type(r) is RunRecord:
+                    if task_id is None or r.task_id == task_id:
+                        out.append(r)
+                elif task_id is None or r.entry.task_id == task_id:
+                    out.append(self._run_record(r, r.finished_at))
+                else:
+                    continue
+                if len(out) >= limit:
+                    break
             return out
 
     def set_default_retry(self, **kw: Any) -> None:
@@ -853,7 +858,7 @@ class Engine:
     def next_wakeup(self) -> float | None:
         with self.lock:
             p = self.planner
-            if p.has_ready() and self.busy < self.max_workers:
+            if p.ready and self.busy < self.max_workers:
                 return self.now()
             t = p.next_wakeup()
             p.armed_until = t
@@ -906,7 +911,7 @@ class Engine:
             starts = self._start_paced(now, later, upto)
             p = self.planner
             p.wake_needed = False
-            if p.has_ready() and self.busy < self.max_workers:
+            if p.ready and self.busy < self.max_workers:
                 t = self.hold_until if self.busy else now
                 self.timer_deadline = t
                 return starts, later, t
@@ -929,7 +934,7 @@ class Engine:
         held = self.busy > 0 and now < self.hold_until
         free = 0 if held else min(1, self.max_workers - self.busy)
         starts = self._start_due(now, free, later, upto)
-        if starts and not starts[0].handler.is_async and self.planner.has_ready():
+        if starts and not starts[0].handler.is_async and self.planner.ready:
             # (async handlers share the event loop, not threads: no reason to pace)
             self._hold(now, starts[0])
         return starts
@@ -944,7 +949,7 @@ class Engine:
         if not self.watch or self.watch_at is not None or self.stopping:
             return None
         p = self.planner
-        if p.has_ready():
+        if p.ready:
             return None
         t = p.next_wakeup()
         if t is None or t - self.now() > WATCH_HORIZON:
@@ -991,7 +996,7 @@ class Engine:
             if starts and not starts[0].handler.is_async:
                 mine = starts.pop(0)
             p = self.planner
-            t = None if p.has_ready() else p.next_wakeup()
+            t = None if p.ready else p.next_wakeup()
             claim = None
             if t is not None and t - now <= WATCH_HORIZON and (
                     mine is None or 0.0 <= mine.entry.took < (t - now) / 2):
@@ -1000,7 +1005,7 @@ class Engine:
                 wake = False
             else:
                 p.armed_until = self.timer_deadline
-                wake = p.has_ready() or (t is not None and t < self.timer_deadline)
+                wake = bool(p.ready) or (t is not None and t < self.timer_deadline)
         if wake:
             self.wake()
         return mine, starts, later, claim
@@ -1081,7 +1086,7 @@ class Engine:
             other = (self.busy > 0 and self._last_ender != me
                      and now - self._last_end_at < RAMP)
             self._last_ender, self._last_end_at = me, now
-            if other and self.planner.has_ready():
+            if other and self.planner.ready:
                 self.planner.wake_needed = True
                 return None
             nxt = self._take(now, later)
@@ -1089,7 +1094,7 @@ class Engine:
                 # This worker takes nothing, or a run known to be long: the timer thread
                 # must not wait for it to take the ready runs.
                 self.hold_until = float("-inf")
-                if self.planner.has_ready():
+                if self.planner.ready:
                     self.planner.wake_needed = True
             return nxt
         return self._take(now, later)
@@ -1107,7 +1112,7 @@ class Engine:
         return True
 
     def _take(self, now: float, later: list[Callable[[], None]]) -> _core.Run | None:
-        if self.stopping or not self.planner.has_ready():
+        if self.stopping or not self.planner.ready:
             return None
         starts = self._start_due(now, 1, later)
         return starts[0] if starts else None
@@ -1216,7 +1221,7 @@ class Engine:
                      result: Any) -> tuple[float, list[Callable[[], None]]]:
         """Under the lock: record an attempt's end; returns now and the follow-ups."""
         now = self.now()
-        if error is None and token == run.token:
+        if error is None and token == run.token and result is not None:
             run.result = keep_result(result)
         out = self.planner.attempt_finished(run, token, now, error=error,
                                             stopping=self.stopping)
@@ -1350,14 +1355,18 @@ class Engine:
         self.stats["total_runs"] += 1
         if run.status is not RunStatus.SUCCEEDED:
             self.stats["total_errors"] += 1
-        self.history.append(_PendingRecord(run, self.instance_id))
+        # The ended Run itself is the history entry (its record is built if the history
+        # is read, by _run_record): no copy per run (issue 7, W3). It is never changed
+        # again; its context is let go.
+        run.ctx = None
+        self.history.append(run)
         self.planner.release(run, now)
         return True
 
     def slot_free(self) -> None:
         with self.lock:
             self.busy -= 1
-            wake = self.planner.has_ready()
+            wake = self.planner.ready
         if wake:
             self.wake()
 
@@ -1607,36 +1616,6 @@ class ResolvedTable(_EntryView[Resolved]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
-
-
-class _PendingRecord:
-    """A finished run's record, its datetimes built only if the history is read."""
-
-    __slots__ = ("attempts", "error", "finished", "instance_id", "manual", "result", "run_id",
-                 "scheduled", "started", "status", "task_id")
-
-    def __init__(self, run: _core.Run, instance_id: str) -> None:
-        self.run_id = run.run_id
-        self.task_id = run.entry.task_id
-        self.scheduled = run.scheduled_for
-        self.started = run.started_at
-        self.finished = run.finished_at
-        self.status = run.status
-        self.attempts = run.attempt
-        self.error = run.last_error
-        self.result = run.result
-        self.instance_id = instance_id
-        self.manual = run.manual
-
-    def record(self, tz: tzinfo) -> RunRecord:
-        fin = self.finished
-        return RunRecord(
-            run_id=self.run_id, task_id=self.task_id,
-            scheduled_for=to_dt(self.scheduled, tz), started_at=to_dt(self.started, tz),
-            finished_at=None if fin is None else to_dt(fin, tz), status=self.status,
-            attempts=self.attempts, error=self.error, result=self.result,
-            instance_id=self.instance_id, manual=self.manual,
-        )
 
 
 def _secs(v: timedelta | float) -> float:

@@ -187,3 +187,29 @@ def test_the_engine_s_run_context_is_the_keyword_built_one() -> None:
     for name in TaskContext.__slots__:
         assert getattr(fast, name) == getattr(slow, name), name
     assert fast.scheduled_for == slow.scheduled_for and fast.deadline == slow.deadline
+
+
+def test_the_planner_s_new_run_is_the_dataclass_built_one() -> None:
+    # Planner._new_run sets Run's slots itself; a slot added to Run must show here.
+    from tickwork._core import Entry, Planner, Run
+    from tickwork._timing import compile_schedule
+
+    def planned() -> tuple[Planner, Entry]:
+        p = Planner(new_run_id=lambda: "r1")
+        e = Entry(task_id="t", seq=0, timeout=2.5,
+                  timing=compile_schedule(every(minutes=1), UTC, "t"))
+        p.add(e, 1000.0)
+        return p, e
+
+    p, e = planned()
+    fast = p._new_run(e, 1060.0, 1061.0, manual=True)
+    q, f = planned()
+    slow = Run("r1", f, 1060.0, manual=True, started_at=1061.0)
+    q._start_attempt(slow, 1061.0)
+    for name in Run.__slots__:
+        if name != "entry":
+            assert getattr(fast, name) == getattr(slow, name), name
+    assert fast.entry is e and p.runs == {"r1": fast} and e.running == 1
+    assert fast.deadline == 1063.5
+    # the attempt's deadline is a live timer, as _start_attempt pushes it
+    assert [i[2:] for i in p._timers if len(i) == 5] == [(3, fast, fast.token)]

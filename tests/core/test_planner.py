@@ -170,6 +170,23 @@ def test_misfires(grace: float | None, down_until: float, run_at: float | None,
     assert p.entries["m"].next_nominal == T + 360.0
 
 
+@pytest.mark.parametrize(("grace", "late", "runs"),
+                         [(None, 59.0, True), (30.0, 30.0, True), (30.0, 30.5, False)])
+def test_an_occurrence_on_time_starts_and_plans_the_next(grace: float | None, late: float,
+                                                         runs: bool) -> None:
+    # The next occurrence still ahead: the planner's shortcut past the catch-up walk
+    # (one next_after) must decide what the walk decides, up to the grace's edge.
+    p = Planner()
+    p.add(entry("o", grace=grace), T)
+    ds = p.collect(T + late, 1)
+    got_missed = [d.scheduled_for - T for d in ds if isinstance(d, Occurrence)]
+    assert starts(ds) == (["o"] if runs else [])
+    assert got_missed == ([] if runs else [0.0])
+    e = p.entries["o"]
+    assert e.next_nominal == e.next_due == T + 60.0
+    assert p.next_wakeup() == T + 60.0
+
+
 def test_missed_summary_is_bounded() -> None:
     p = Planner()
     e = Entry(task_id="s", seq=0, timing=compile_schedule(every(seconds=1, fixed_rate=True),

@@ -75,7 +75,7 @@ def test_a_second_worker_leaves_ready_runs_to_one_getting_through_them(
     t = threading.Thread(target=lambda: got.append(eng.finish_take(b, b.token, None, None)[0]))
     t.start()
     t.join()
-    assert got == [None] and eng.planner.has_ready()
+    assert got == [None] and eng.planner.ready
 
 
 def test_a_lone_due_run_is_not_held_back_by_handlers_already_running(

@@ -111,7 +111,7 @@ def _idle(eng: Engine) -> bool:
         if any((r.active and not (r.ctx is not None and r.ctx.sleeping)) or r.done
                for r in p.runs.values()):
             return False
-        if p.has_ready() and eng.busy < eng.max_workers and not eng.stopping:
+        if p.ready and eng.busy < eng.max_workers and not eng.stopping:
             return False
         nxt = p.next_wakeup()
         return nxt is None or nxt > eng.now() or not eng.started
@@ -135,7 +135,7 @@ def _state(eng: Engine) -> str:
         runs = ", ".join(
             f"{r.entry.task_id}#{r.attempt}(active={r.active} done={r.done} "
             f"sleeping={r.ctx is not None and r.ctx.sleeping})" for r in p.runs.values())
-        return (f"now={eng.now()} busy={eng.busy} ready={len(p._ready)} "
+        return (f"now={eng.now()} busy={eng.busy} ready={len(p.ready)} "
                 f"next_wakeup={p.next_wakeup()} started={eng.started} runs=[{runs}]")
 
 
