@@ -1083,10 +1083,12 @@ class Engine:
             # ready runs: two taking turns were 35 % slower than one under the GIL
             # (W2), so this one goes idle (the timer is woken to keep watch).
             me = get_ident()
-            other = (self.busy > 0 and self._last_ender != me
-                     and now - self._last_end_at < RAMP)
-            self._last_ender, self._last_end_at = me, now
-            if other and self.planner.ready:
+            last_ender = self._last_ender
+            self._last_ender, self._last_end_at, last_end = me, now, self._last_end_at
+            if not self.planner.ready:  # nothing to take (W3's usual end of a run)
+                self.hold_until = float("-inf")
+                return None
+            if self.busy > 0 and last_ender != me and now - last_end < RAMP:
                 self.planner.wake_needed = True
                 return None
             nxt = self._take(now, later)
@@ -1134,7 +1136,9 @@ class Engine:
                         later.append(self._finalizer(out.run))
                     continue
                 run.handler = res
-                run.ctx = self._context(run, now)
+                run.ctx = run_context(run.entry.task_id, run.run_id, run.attempt, self.clock,
+                                      self.tz, run.scheduled_for, now, run.deadline,
+                                      self.logger)  # (_context inline: once per run)
                 self.busy += 1
                 starts.append(run)
             elif isinstance(d, _core.Timeout):
