@@ -603,12 +603,14 @@ class Planner:
         entries = self.entries
         limit = now if upto is None else upto
         out: list[Decision] = []
-        if free > 0 and timers and not self.ready:
-            # The usual tick: one live task due, nothing ready: it goes first anyway, so
-            # skip the lists and loops below (issue 7, W3: the watcher's tick). A stale
-            # or dormant item, or a second one due, takes the general path.
+        if not self.ready:
+            if not timers or timers[0][0] > limit:
+                return out  # nothing due (the timer thread's backstop wake-up, mostly)
             item = timers[0]
-            if item[0] <= limit and len(item) == 3:
+            if free > 0 and len(item) == 3:
+                # The usual tick: one live task due, nothing ready: it goes first anyway,
+                # so skip the lists and loops below (issue 7, W3: the watcher's tick). A
+                # stale or dormant item, or a second one due, takes the general path.
                 e = _dget(entries, item[2])
                 if type(e) is Entry and e.token == item[1]:
                     heapq.heappop(timers)
