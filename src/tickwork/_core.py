@@ -103,6 +103,11 @@ def definition(schedule: Any, name: str, description: str, enabled: bool, priori
     return d
 
 
+# Where the hooks sit in Entry.defn: the engine reads them there once per run, without
+# the property's call (issue 7, W3).
+DEFN_BEFORE_RUN, DEFN_AFTER_RUN = 7, 8
+
+
 def _defn_field(i: int) -> Any:
     def get(self: Entry) -> Any:
         return self.defn[i]
@@ -173,8 +178,8 @@ class Entry:
     def_priority = _defn_field(4)
     def_timeout = _defn_field(5)
     misfire_grace = _defn_field(6)
-    before_run = _defn_field(7)
-    after_run = _defn_field(8)
+    before_run = _defn_field(DEFN_BEFORE_RUN)
+    after_run = _defn_field(DEFN_AFTER_RUN)
     on_lease_loss = _defn_field(9)
 
     @property

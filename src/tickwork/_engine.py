@@ -27,6 +27,7 @@ from typing import Any, Generic, TypeVar
 from . import _core
 from ._clock import SYSTEM_CLOCK, Clock
 from ._context import TaskContext, run_context
+from ._core import DEFN_AFTER_RUN, DEFN_BEFORE_RUN
 from ._durations import to_timedelta
 from ._errors import (
     DependencyError,
@@ -1214,7 +1215,7 @@ class Engine:
         tid = run.entry.task_id
         if self.bus.subs:  # checked here: the keyword call costs even when no one listens
             self.publish(EventType.RUN_STARTED, task_id=tid, run_id=run.run_id, attempt=1)
-        hook = run.entry.before_run
+        hook = run.entry.defn[DEFN_BEFORE_RUN]
         if hook is not None:
             try:
                 hook(run.ctx)
@@ -1253,7 +1254,7 @@ class Engine:
         """
         if self.store is None:
             return False
-        if run.entry.after_run is not None:
+        if run.entry.defn[DEFN_AFTER_RUN] is not None:
             return False
         self.stats["total_runs"] += 1
         if run.status is not RunStatus.SUCCEEDED:
@@ -1354,7 +1355,7 @@ class Engine:
         the lock twice more and builds the record's datetimes at once (issue 7, W2)."""
         if self.store is not None or self.bus.subs:
             return False
-        if run.entry.after_run is not None:
+        if run.entry.defn[DEFN_AFTER_RUN] is not None:
             return False
         self.stats["total_runs"] += 1
         if run.status is not RunStatus.SUCCEEDED:
