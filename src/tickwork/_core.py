@@ -395,11 +395,6 @@ class Run:
     future: Any = None
 
 
-@dataclass(slots=True)  # not frozen: a frozen __init__ costs more, and one is made per run
-class Start:
-    run: Run
-
-
 @dataclass(slots=True, frozen=True)
 class Timeout:
     run: Run
@@ -426,7 +421,8 @@ class Done:
     run: Run
 
 
-Decision = Start | Timeout | Occurrence
+# A Run in collect's decisions is a run to start (no wrapper object: one per run).
+Decision = Run | Timeout | Occurrence
 Outcome = Retrying | Done
 
 
@@ -676,7 +672,7 @@ class Planner:
                 if run.entry.removed or not run.entry.enabled:
                     continue  # ended by remove/disable already
                 self._start_attempt(run, now)
-                out.append(Start(run))
+                out.append(run)
                 free -= 1
             elif kind == _MANUAL:
                 e = obj
@@ -687,7 +683,7 @@ class Planner:
                     continue
                 requested = e.manual.popleft()
                 run = self._new_run(e, requested, now, manual=True)
-                out.append(Start(run))
+                out.append(run)
                 free -= 1
                 if e.manual:
                     self._push_ready(e, _MANUAL, e.manual[0])
@@ -796,7 +792,7 @@ class Planner:
             if nxt is None or nxt > now:
                 g = e.grace
                 if g is None or nominal >= now - g:
-                    out.append(Start(self._new_run(e, nominal, now, manual=False)))
+                    out.append(self._new_run(e, nominal, now, manual=False))
                     e.next_nominal = nxt
                     self._arm(e)
                     return 1  # (not finished: its run has just started)
@@ -814,7 +810,7 @@ class Planner:
             out.append(Occurrence(e, run_at, RunStatus.SKIPPED,
                                   f"skipped: dependency {failed!r} failed"))
         elif run_at is not None:
-            out.append(Start(self._new_run(e, run_at, now, manual=False)))
+            out.append(self._new_run(e, run_at, now, manual=False))
             started = 1
             if e.timing.fixed_delay:
                 # Fixed delay: the next occurrence is planned when this run ends.

@@ -1070,8 +1070,7 @@ class Engine:
 
     def _finish_take(self, run: _core.Run, token: int, error: str | None, result: Any,
                      later: list[Callable[[], None]]) -> _core.Run | None:
-        now, done_later = self._end_attempt(run, token, error, result)
-        later.extend(done_later)
+        now = self._end_attempt(run, token, error, result, later)
         self.busy -= 1
         # How long this task's attempts take, for watching and holding: the longest
         # recent one (a slow attempt counts until 0.9^n of it is below the newer
@@ -1127,8 +1126,8 @@ class Engine:
         decisions = self.planner.collect(now, free, upto)
         starts: list[_core.Run] = []
         for d in decisions:
-            if type(d) is _core.Start:
-                run = d.run
+            if type(d) is _core.Run:
+                run = d
                 res = run.entry.res or self.resolved.get(run.entry.task_id)
                 if res is None:  # handler vanished: end it as failed, never crash
                     out = self.planner.attempt_finished(
@@ -1222,23 +1221,25 @@ class Engine:
             except Exception:
                 self.logger.exception("before_run hook of task %r failed", tid)
 
-    def _end_attempt(self, run: _core.Run, token: int, error: str | None,
-                     result: Any) -> tuple[float, list[Callable[[], None]]]:
-        """Under the lock: record an attempt's end; returns now and the follow-ups."""
-        now = self.now()
+    def _end_attempt(self, run: _core.Run, token: int, error: str | None, result: Any,
+                     later: list[Callable[[], None]]) -> float:
+        """Under the lock: record an attempt's end, its follow-ups added to ``later``;
+        returns now."""
+        now = self.clock.time()
         if error is None and token == run.token and result is not None:
             run.result = keep_result(result)
         out = self.planner.attempt_finished(run, token, now, error=error,
                                             stopping=self.stopping)
         done = out.run if type(out) is _core.Done else None
-        if done is not None and (self._finish_inline(done, now) or self._queue_write(done)):
-            return now, []
-        return now, self._after_outcome(out)
+        if done is None or not (self._finish_inline(done, now) or self._queue_write(done)):
+            later.extend(self._after_outcome(out))
+        return now
 
     def attempt_done(self, run: _core.Run, token: int, error: str | None, result: Any) -> None:
         """On the worker, after the handler returned or raised."""
+        later: list[Callable[[], None]] = []
         with self.lock:
-            _, later = self._end_attempt(run, token, error, result)
+            self._end_attempt(run, token, error, result, later)
         for fn in later:
             fn()
         self._poke()

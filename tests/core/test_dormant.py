@@ -247,7 +247,7 @@ def test_planning_the_next_wake_up_wakes_no_task(sched: Scheduler) -> None:
 def test_a_burst_of_dormant_tasks_starts_in_priority_order_without_waking_all() -> None:
     from datetime import UTC
 
-    from tickwork._core import Start
+    from tickwork._core import Run
     from tickwork._timing import compile_schedule
 
     p = Planner()
@@ -260,9 +260,9 @@ def test_a_burst_of_dormant_tasks_starts_in_priority_order_without_waking_all() 
     p.add(Entry("gone", 0, timing, priority=99, handler=handler), 0.0, dormant=True)
     p.remove("gone", 0.0)
     out = p.collect(0.0, 3)
-    started = [d.run.entry.task_id for d in out if isinstance(d, Start)]
+    started = [d.entry.task_id for d in out if isinstance(d, Run)]
     assert started == ["high", "awake", "low0"]  # priority, then add order; "gone" skipped
     assert p.entries.dormant == 39  # only the started ones were woken
     rest = p.collect(0.0, 100)
-    assert [d.run.entry.task_id for d in rest if isinstance(d, Start)] == [
+    assert [d.entry.task_id for d in rest if isinstance(d, Run)] == [
         f"low{i}" for i in range(1, 40)]

@@ -8,7 +8,7 @@ from datetime import UTC, timedelta
 import pytest
 
 from tickwork import RetryPolicy, RunStatus, every
-from tickwork._core import Done, Entry, Occurrence, Planner, Retrying, Run, Start, Timeout
+from tickwork._core import Done, Entry, Occurrence, Planner, Retrying, Run, Timeout
 from tickwork._timing import compile_schedule
 
 T = 1_000_000.0
@@ -25,7 +25,7 @@ def entry(task_id: str, *, minutes: float = 1, fixed_rate: bool = True, jitter: 
 
 
 def starts(decisions: list[object]) -> list[str]:
-    return [d.run.entry.task_id for d in decisions if isinstance(d, Start)]
+    return [d.entry.task_id for d in decisions if isinstance(d, Run)]
 
 
 def finish(p: Planner, run: Run, now: float, error: str | None = None) -> object:
@@ -71,7 +71,7 @@ def test_saturated_queue_drains_in_priority_order() -> None:
     now = T
     for _ in range(3):
         ds = p.collect(now, 1)
-        (run,) = [d.run for d in ds if isinstance(d, Start)]
+        (run,) = [d for d in ds if isinstance(d, Run)]
         order.append(run.entry.task_id)
         now += 1
         finish(p, run, now)
@@ -87,13 +87,13 @@ def test_dependency_waits_runs_and_skips() -> None:
     assert p.entries["proc"].parked
     ds = p.collect(T + 10, 4)
     assert starts(ds) == ["prep"]
-    (run,) = [d.run for d in ds if isinstance(d, Start)]
+    (run,) = [d for d in ds if isinstance(d, Run)]
     # prep running: still waiting
     assert starts(p.collect(T + 11, 4)) == []
     finish(p, run, T + 12)  # success: proc unblocked
     ds = p.collect(T + 12, 4)
     assert starts(ds) == ["proc"]
-    proc_run = next(d.run for d in ds if isinstance(d, Start))
+    proc_run = next(d for d in ds if isinstance(d, Run))
     assert proc_run.scheduled_for == T  # the occurrence it waited for
     finish(p, proc_run, T + 13)
 
@@ -103,7 +103,7 @@ def test_dependency_failed_skips_occurrence_and_plans_next() -> None:
     p = Planner(default_retry=RetryPolicy(max_retries=0))
     p.add(entry("prep", minutes=60), T)
     p.add(entry("proc", minutes=1, deps=("prep",)), T + 1)
-    run = next(d.run for d in p.collect(T, 4) if isinstance(d, Start))
+    run = next(d for d in p.collect(T, 4) if isinstance(d, Run))
     assert run.entry.task_id == "prep"
     assert isinstance(p.attempt_finished(run, run.token, T, error="ValueError: x"), Done)
     p.release(run, T)
@@ -119,7 +119,7 @@ def test_dependency_failed_skips_occurrence_and_plans_next() -> None:
 def test_retry_outcomes_and_backoff() -> None:
     p = Planner(default_retry=RetryPolicy(max_retries=3, delay=timedelta(seconds=5)))
     p.add(entry("r", minutes=60), T)
-    run = next(d.run for d in p.collect(T, 1) if isinstance(d, Start))
+    run = next(d for d in p.collect(T, 1) if isinstance(d, Run))
     now = T
     delays = []
     for _ in range(3):
@@ -127,7 +127,7 @@ def test_retry_outcomes_and_backoff() -> None:
         assert isinstance(out, Retrying)
         delays.append(out.at - now)
         now = out.at
-        assert [d.run for d in p.collect(now, 1) if isinstance(d, Start)] == [run]
+        assert [d for d in p.collect(now, 1) if isinstance(d, Run)] == [run]
     assert delays == [5.0, 10.0, 20.0]
     out = p.attempt_finished(run, run.token, now, error="E: x")
     assert isinstance(out, Done) and out.run.status is RunStatus.FAILED
@@ -137,7 +137,7 @@ def test_retry_outcomes_and_backoff() -> None:
 def test_stale_attempt_is_ignored_after_timeout() -> None:
     p = Planner(default_retry=RetryPolicy(max_retries=0))
     p.add(entry("t", timeout=5.0), T)
-    run = next(d.run for d in p.collect(T, 1) if isinstance(d, Start))
+    run = next(d for d in p.collect(T, 1) if isinstance(d, Run))
     tok = run.token
     ds = p.collect(T + 5, 1)
     assert [type(d) for d in ds] == [Timeout]
@@ -164,7 +164,7 @@ def test_misfires(grace: float | None, down_until: float, run_at: float | None,
     ds = p.collect(T + down_until, 1)
     got_missed = [d.scheduled_for - T for d in ds
                   if isinstance(d, Occurrence) and d.status is RunStatus.MISSED]
-    got_runs = [d.run.scheduled_for - T for d in ds if isinstance(d, Start)]
+    got_runs = [d.scheduled_for - T for d in ds if isinstance(d, Run)]
     assert got_missed == missed
     assert got_runs == ([] if run_at is None else [run_at])
     assert p.entries["m"].next_nominal == T + 360.0
@@ -211,24 +211,24 @@ def test_jitter_planned_in_range() -> None:
 def test_max_instances_parks_and_release_requeues() -> None:
     p = Planner()
     p.add(entry("m", max_instances=1, minutes=1), T)
-    run = next(d.run for d in p.collect(T, 4) if isinstance(d, Start))
+    run = next(d for d in p.collect(T, 4) if isinstance(d, Run))
     assert starts(p.collect(T + 60, 4)) == []
     assert p.entries["m"].parked
     finish(p, run, T + 150)
     # the occurrences at 60 and 120 collapse into one run (misfire_grace None)
     ds = p.collect(T + 150, 4)
-    assert [d.run.scheduled_for - T for d in ds if isinstance(d, Start)] == [120.0]
+    assert [d.scheduled_for - T for d in ds if isinstance(d, Run)] == [120.0]
 
 
 def test_run_now_ignores_schedule_and_waits_for_instance() -> None:
     p = Planner()
     p.add(entry("n", minutes=60), T)
-    run = next(d.run for d in p.collect(T, 4) if isinstance(d, Start))
+    run = next(d for d in p.collect(T, 4) if isinstance(d, Run))
     p.run_now("n", T + 1)
     assert starts(p.collect(T + 1, 4)) == []  # max_instances=1 and one is running
     finish(p, run, T + 2)
     ds = p.collect(T + 2, 4)
-    manual = [d.run for d in ds if isinstance(d, Start)]
+    manual = [d for d in ds if isinstance(d, Run)]
     assert len(manual) == 1 and manual[0].manual
     assert p.entries["n"].next_nominal == T + 3600  # regular schedule unchanged
 
