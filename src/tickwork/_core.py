@@ -607,6 +607,11 @@ class Planner:
         if not self.ready:
             if not timers or timers[0][0] > limit:
                 return out  # nothing due (the timer thread's backstop wake-up, mostly)
+            if free > 0:
+                lone = self.start_lone(now, limit)
+                if lone is not None:
+                    out.append(lone)
+                    return out
             item = timers[0]
             if free > 0 and len(item) == 3:
                 # The usual tick: one live task due, nothing ready: it goes first anyway,
@@ -699,6 +704,53 @@ class Planner:
         # the timer thread clears it itself before computing its next wake-up.
         return out
 
+    def start_lone(self, now: float, limit: float) -> Run | None:
+        """``collect(now, 1, limit)`` for the steady case, in one frame: nothing ready,
+        one task due (by ``limit``), on time and plain: no dependencies, jitter, fixed
+        delay or occurrence missed. Returns its started run, or None with nothing
+        changed (the caller takes ``collect``'s general path, the rules this short-cuts;
+        tests/core/test_fast_paths.py compares the two). Why: the watcher runs this
+        right after its wake-up, where each step costs 4-5x (issue 7, W3)."""
+        timers = self._timers
+        if self.ready or not timers:
+            return None
+        item = timers[0]
+        at = item[0]
+        if at > limit or len(item) != 3:
+            return None
+        e = _dget(self.entries, item[2])
+        if (type(e) is not Entry or e.token != item[1] or e.next_nominal != at
+                or not e.enabled or e.removed or not e.runnable or e.deps
+                or e.running >= e.max_instances or e.unblocked_at is not None):
+            return None
+        timing = e.timing
+        if timing.fixed_delay or timing.jitter:
+            return None
+        if e.defn[6] is not None:  # misfire_grace
+            g = e.grace
+            if g is not None and at < now - g:
+                return None
+        nxt = timing.next_after(at, at)
+        if nxt is not None and nxt <= now:
+            return None  # fell behind: the catch-up walk decides
+        heapq.heappop(timers)
+        if timers and timers[0][0] <= limit:
+            heapq.heappush(timers, item)  # another one due: priority decides
+            return None
+        run = self._new_run(e, at, now, manual=False)
+        # _arm without jitter
+        e.next_nominal = nxt
+        tie = e.token = next(self._tie)
+        if nxt is None:
+            e.next_due = None
+        else:
+            e.next_due = nxt
+            heapq.heappush(timers, (nxt, tie, e.task_id))
+            armed = self.armed_until
+            if armed is None or nxt < armed:
+                self.wake_needed = True
+        return run
+
     # ----- outcomes -----------------------------------------------------------------
     def attempt_finished(
         self, run: Run, token: int, now: float, *, error: str | None,
@@ -720,6 +772,33 @@ class Planner:
             self._push_timer(at, _RETRY, run, run.token)
             return Retrying(run, at)
         return self._finish(run, RunStatus.TIMED_OUT if timed_out else RunStatus.FAILED, now)
+
+    def end_ok(self, run: Run, now: float) -> bool:
+        """``attempt_finished`` with success and ``release`` in one frame, for the steady
+        case: an active run of a plain task (no fixed delay, dependents, parked or
+        finite schedule) whose outcome needs nothing outside the engine's lock. False:
+        nothing changed, take the general path (tests/core/test_fast_paths.py compares
+        the two). The caller has checked the attempt's token (issue 7, W3)."""
+        e = run.entry
+        timing = e.timing
+        if (not run.active or e.removed or e.parked or e.manual_parked or timing.fixed_delay
+                or timing.finite or (self.dependents and e.task_id in self.dependents)):
+            return False
+        ok = RunStatus.SUCCEEDED
+        run.active = False
+        run.done = True
+        run.status = ok
+        run.finished_at = now
+        run.last_error = None
+        e.run_count += 1
+        e.last_run = run.started_at
+        e.last_status = e.last_exec_status = ok
+        e.last_error = None
+        del self.runs[run.run_id]
+        e.running -= 1
+        if e.running == 0:
+            self.running_tasks -= 1
+        return True
 
     def cancel(self, run: Run, now: float, reason: str) -> Done:
         """End an execution as cancelled (stop() timed out while it ran)."""

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
+
 from tickwork import Scheduler, Task, at, every
+from tickwork._core import Done, Entry, Planner, Run
+from tickwork._timing import compile_schedule
 from tickwork.testing import FakeClock, run_until
 
 from .conftest import T0, Calls, at_s
@@ -191,9 +197,6 @@ def test_the_engine_s_run_context_is_the_keyword_built_one() -> None:
 
 def test_the_planner_s_new_run_is_the_dataclass_built_one() -> None:
     # Planner._new_run sets Run's slots itself; a slot added to Run must show here.
-    from tickwork._core import Entry, Planner, Run
-    from tickwork._timing import compile_schedule
-
     def planned() -> tuple[Planner, Entry]:
         p = Planner(new_run_id=lambda: "r1")
         e = Entry(task_id="t", seq=0, timeout=2.5,
@@ -213,3 +216,106 @@ def test_the_planner_s_new_run_is_the_dataclass_built_one() -> None:
     assert fast.deadline == 1063.5
     # the attempt's deadline is a live timer, as _start_attempt pushes it
     assert [i[2:] for i in p._timers if len(i) == 5] == [(3, fast, fast.token)]
+
+
+# ----- the planner's steady-case shortcuts (start_lone, end_ok) against its general path
+
+def _planner(specs: list[dict[str, object]]) -> Planner:
+    ids = itertools.count()
+    p = Planner(rng=random.Random(7), new_run_id=lambda: f"r{next(ids)}")
+    for spec in specs:
+        spec = dict(spec)
+        tid = str(spec.pop("id"))
+        grace = spec.pop("grace", None)
+        sched = spec.pop("schedule", None) or every(minutes=1, fixed_rate=True)
+        e = Entry(task_id=tid, seq=0, timing=compile_schedule(sched, UTC, tid),  # type: ignore[arg-type]
+                  **spec)  # type: ignore[arg-type]
+        if grace is not None:
+            e.misfire_grace = timedelta(seconds=float(grace))  # type: ignore[arg-type]
+        p.add(e, _T)
+    return p
+
+
+def _state(p: Planner, decisions: list[object]) -> object:
+    ents = {tid: (e.next_nominal, e.next_due, e.token, e.running, e.parked, e.run_count,
+                  e.last_run, e.last_status, e.last_exec_status, e.last_error, e.enabled)
+            for tid, e in sorted(p.entries.items())}
+    runs = sorted((r.run_id, r.entry.task_id, r.scheduled_for, r.active, r.done, r.status,
+                   r.attempt, r.token, r.deadline, r.finished_at, r.last_error)
+                  for r in p.runs.values())
+    said = [(type(d).__name__, getattr(d, "run_id", None), getattr(d, "scheduled_for", None),
+             getattr(getattr(d, "entry", None), "task_id", None)) for d in decisions]
+    timers = sorted((i[0], i[1], i[2]) if len(i) == 3 else (i[0], i[1], i[2], i[4])
+                    for i in p._timers)
+    return ents, runs, said, timers, p.running_tasks, p.wake_needed, len(p.ready)
+
+
+_T = 1_000_000.0
+_STEADY_CASES: list[tuple[str, list[dict[str, object]], float, bool]] = [
+    # (case, tasks, collect at (s after _T), the shortcut applies)
+    ("plain, on time", [{"id": "a"}], 0.5, True),
+    ("with a timeout", [{"id": "a", "timeout": 3.0}], 0.5, True),
+    ("within misfire_grace, at its edge", [{"id": "a", "grace": 30.0}], 30.0, True),
+    ("past misfire_grace", [{"id": "a", "grace": 30.0}], 30.5, False),
+    ("three occurrences behind", [{"id": "a"}], 150.0, False),
+    ("jitter", [{"id": "a", "schedule": every(minutes=1, jitter=5)}], 10.0, False),
+    ("fixed delay", [{"id": "a", "schedule": every(minutes=1)}], 0.5, False),
+    ("dependencies", [{"id": "b"}, {"id": "a", "deps": ("b",), "priority": 90}], 0.5, False),
+    ("a dependency not run yet",
+     [{"id": "b", "schedule": at(datetime.fromtimestamp(_T + 900, UTC))},
+      {"id": "a", "deps": ("b",)}], 0.5, False),
+    ("two due, priority decides", [{"id": "lo", "priority": 1}, {"id": "hi", "priority": 99}],
+     0.5, False),
+    ("once", [{"id": "a", "schedule": at(datetime.fromtimestamp(_T + 5, UTC))}], 5.0, True),
+    ("not yet due", [{"id": "a", "schedule": at(datetime.fromtimestamp(_T + 5, UTC))}], 4.0,
+     False),
+]
+
+
+@pytest.mark.parametrize(("case", "specs", "late", "applies"), _STEADY_CASES,
+                         ids=[c[0] for c in _STEADY_CASES])
+def test_start_lone_decides_what_collect_s_general_path_decides(
+        case: str, specs: list[dict[str, object]], late: float, applies: bool) -> None:
+    fast, ref = _planner(specs), _planner(specs)
+    ref.start_lone = lambda now, limit: None  # type: ignore[method-assign]
+    now = _T + late
+    probe = _planner(specs)
+    assert (probe.start_lone(now, now) is not None) == applies, case
+    got, want = fast.collect(now, 1), ref.collect(now, 1)
+    assert _state(fast, got) == _state(ref, want), case
+    # and the next round too: what was planned is the same
+    got, want = fast.collect(now + 60, 1), ref.collect(now + 60, 1)
+    assert _state(fast, got) == _state(ref, want), case
+
+
+_END_CASES: list[tuple[str, list[dict[str, object]], bool]] = [
+    ("plain", [{"id": "a"}], True),
+    ("fixed delay", [{"id": "a", "schedule": every(minutes=1)}], False),
+    ("a dependent waits", [{"id": "a"}, {"id": "b", "deps": ("a",)}], False),
+    ("once", [{"id": "a", "schedule": at(datetime.fromtimestamp(_T, UTC))}], False),
+]
+
+
+@pytest.mark.parametrize(("case", "specs", "applies"), _END_CASES,
+                         ids=[c[0] for c in _END_CASES])
+def test_end_ok_ends_a_run_as_attempt_finished_and_release_do(
+        case: str, specs: list[dict[str, object]], applies: bool) -> None:
+    fast, ref = _planner(specs), _planner(specs)
+    (run,) = [d for d in fast.collect(_T, 1) if isinstance(d, Run)]
+    (rref,) = [d for d in ref.collect(_T, 1) if isinstance(d, Run)]
+    if not fast.end_ok(run, _T + 2):
+        assert not applies, case
+        assert _state(fast, []) == _state(ref, []), case  # nothing changed
+        out = fast.attempt_finished(run, run.token, _T + 2, error=None)
+        assert isinstance(out, Done)
+        fast.release(run, _T + 2)
+    else:
+        assert applies, case
+    out = ref.attempt_finished(rref, rref.token, _T + 2, error=None)
+    assert isinstance(out, Done)
+    ref.release(rref, _T + 2)
+    assert _state(fast, []) == _state(ref, []), case
+    assert (run.active, run.done, run.status, run.finished_at, run.last_error) == (
+        rref.active, rref.done, rref.status, rref.finished_at, rref.last_error)
+    # a stale run (ended already) is left to the general path
+    assert not fast.end_ok(run, _T + 3)
