@@ -1155,6 +1155,7 @@ class Engine:
                 later.append(self._finalizer(out.run))
             return False
         run.handler = res
+        # (_context's call inline: once per run, issue 7)
         run.ctx = run_context(run.entry.task_id, run.run_id, run.attempt, self.clock, self.tz,
                               run.scheduled_for, now, run.deadline, self.logger)
         self.busy += 1
