@@ -794,7 +794,7 @@ class Planner:
         e.last_run = run.started_at
         e.last_status = e.last_exec_status = ok
         e.last_error = None
-        del self.runs[run.run_id]
+        self.runs.pop(run.run_id, None)
         e.running -= 1
         if e.running == 0:
             self.running_tasks -= 1
