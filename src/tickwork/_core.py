@@ -103,9 +103,9 @@ def definition(schedule: Any, name: str, description: str, enabled: bool, priori
     return d
 
 
-# Where the hooks sit in Entry.defn: the engine reads them there once per run, without
-# the property's call (issue 7, W3).
-DEFN_BEFORE_RUN, DEFN_AFTER_RUN = 7, 8
+# Where fields read once per run sit in Entry.defn: read there without the property's
+# call (issue 7, W3).
+DEFN_MISFIRE_GRACE, DEFN_BEFORE_RUN, DEFN_AFTER_RUN = 6, 7, 8
 
 
 def _defn_field(i: int) -> Any:
@@ -177,7 +177,7 @@ class Entry:
     def_enabled = _defn_field(3)
     def_priority = _defn_field(4)
     def_timeout = _defn_field(5)
-    misfire_grace = _defn_field(6)
+    misfire_grace = _defn_field(DEFN_MISFIRE_GRACE)
     before_run = _defn_field(DEFN_BEFORE_RUN)
     after_run = _defn_field(DEFN_AFTER_RUN)
     on_lease_loss = _defn_field(9)
@@ -726,7 +726,7 @@ class Planner:
         timing = e.timing
         if timing.fixed_delay or timing.jitter:
             return None
-        if e.defn[6] is not None:  # misfire_grace
+        if e.defn[DEFN_MISFIRE_GRACE] is not None:
             g = e.grace
             if g is not None and at < now - g:
                 return None
